@@ -1,0 +1,253 @@
+"""The path every message takes after the socket, live or replayed.
+
+venue parser -> sync rule -> OrderBook -> sampler (fixed receive-time grid) -> writers.
+
+`Pipeline.feed(record)` first emits every grid point strictly before the record's
+receive time (each row is the book as of the last event at or before its grid
+time), then hands the record to the venue module. A book that is not synchronised
+is not sampled; the first row after a (re)sync carries `gap = true`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.capture import CaptureRecord
+from collector.state import SymbolState
+from collector.venues import venue_class
+from collector.writers import SnapshotWriter, TradeWriter
+
+log = logging.getLogger("bookcast.collector")
+
+DEFAULT_ROTATE_ROWS = 1_000_000
+MAX_PARSE_WARNINGS = 20
+
+
+@dataclass
+class TopCheck:
+    """Venue top-of-book messages compared with the rebuilt book at the same sequence."""
+
+    checked: int = 0
+    mismatched: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """One venue's books, sampler and writers; implements the venue modules' FeedSink."""
+
+    def __init__(self, venue: str, data_dir: Path | str, interval_ns: int = 1_000_000_000,
+                 depth: int | None = 100, symbols: list[str] | None = None,
+                 rotate_rows: int = DEFAULT_ROTATE_ROWS, rotate_ns: int | None = None,
+                 on_snapshot_request: Callable[[SymbolState], None] | None = None,
+                 on_event: Callable[[str, SymbolState, str], None] | None = None) -> None:
+        self.venue_name = venue
+        self.venue = venue_class(venue)(self)
+        self.root = Path(data_dir)
+        self.interval_ns = interval_ns
+        self.depth = depth
+        self.symbols = set(symbols) if symbols else None
+        self.rotate_rows, self.rotate_ns = rotate_rows, rotate_ns
+        self.on_snapshot_request = on_snapshot_request
+        self.on_event = on_event
+        self._states: dict[str, SymbolState] = {}
+        self._next_grid: dict[str, int] = {}
+        self._due = math.inf
+        self._last_levels: dict[str, tuple] = {}
+        self.snapshot_writers: dict[str, SnapshotWriter] = {}
+        self.trade_writers: dict[str, TradeWriter] = {}
+        self.top_check = TopCheck()
+        self._pending_refs = 0
+        self.parse_errors = 0
+        self.messages = 0
+        self.last_ts = 0
+        self.rows_written = 0
+
+    # -- driving ---------------------------------------------------------------------
+    def feed(self, rec: CaptureRecord) -> None:
+        t = rec.ts_ns
+        if t > self._due:
+            self.sample_until(t)
+        if t > self.last_ts:
+            self.last_ts = t
+        self.messages += 1
+        self.venue.on_record(rec)
+        if self._pending_refs:
+            self._check_pending_refs()
+
+    def sample_until(self, t: int) -> None:
+        """Emit every grid row with grid time < t for the synchronised books."""
+        step = self.interval_ns
+        due = math.inf
+        for symbol, state in self._states.items():
+            if not state.valid:
+                continue
+            g = self._next_grid[symbol]
+            while g < t:
+                self._emit(state, g)
+                g += step
+            self._next_grid[symbol] = g
+            due = min(due, g)
+        self._due = due
+
+    def finish(self) -> None:
+        """Emit the grid rows up to the last receive time and write everything out."""
+        if self.last_ts:
+            self.sample_until(self.last_ts + 1)
+        self.flush()
+
+    def flush(self) -> list[Path]:
+        written = []
+        for writer in (*self.snapshot_writers.values(), *self.trade_writers.values()):
+            path = writer.flush()
+            if path is not None:
+                written.append(path)
+        return written
+
+    # -- sampling --------------------------------------------------------------------------
+    def _emit(self, state: SymbolState, g: int) -> None:
+        symbol = state.symbol
+        if state.n_updates or state.gap_pending or symbol not in self._last_levels:
+            self._last_levels[symbol] = state.book.top(self.depth)
+        writer = self.snapshot_writers.get(symbol)
+        if writer is None:
+            writer = self._snapshot_writer(state)
+        writer.add(g, state.ts_event, state.ts_recv, state.seq, self._last_levels[symbol],
+                   state.n_updates, state.gap_pending)
+        state.n_updates = 0
+        state.gap_pending = False
+        self.rows_written += 1
+
+    def _snapshot_writer(self, state: SymbolState) -> SnapshotWriter:
+        meta = {"depth": "full" if self.depth is None else self.depth,
+                "interval_ns": self.interval_ns,
+                "tick_size": "" if state.tick_size is None else repr(state.tick_size),
+                "tick_size_source": state.tick_size_source}
+        writer = SnapshotWriter(self.root, self.venue_name, state.symbol, self.rotate_rows,
+                                self.rotate_ns, meta)
+        self.snapshot_writers[state.symbol] = writer
+        return writer
+
+    # -- FeedSink ------------------------------------------------------------------------------
+    def wants(self, symbol: str) -> bool:
+        return self.symbols is None or symbol in self.symbols
+
+    def state(self, symbol: str) -> SymbolState:
+        state = self._states.get(symbol)
+        if state is None:
+            state = SymbolState(self.venue_name, symbol)
+            tick = self.venue.tick_sizes.get(symbol)
+            if tick is not None:
+                state.tick_size, state.tick_size_source = tick, "venue preset"
+            self._states[symbol] = state
+            self._next_grid[symbol] = 0
+        return state
+
+    def states(self) -> list[SymbolState]:
+        return list(self._states.values())
+
+    def trade(self, state: SymbolState, ts_recv: int, ts_event: int | None, trade_id: str,
+              price: float, size: float, side: int) -> None:
+        state.trades += 1
+        writer = self.trade_writers.get(state.symbol)
+        if writer is None:
+            writer = TradeWriter(self.root, self.venue_name, state.symbol, self.rotate_rows,
+                                 self.rotate_ns, {})
+            self.trade_writers[state.symbol] = writer
+        writer.add(ts_recv, ts_event, trade_id, price, size, side)
+
+    def synced(self, state: SymbolState, ts_recv: int) -> None:
+        state.valid = True
+        state.gap_pending = True
+        state.resyncs += 1
+        step = self.interval_ns
+        g = -(-ts_recv // step) * step  # the first grid point at or after the sync
+        self._next_grid[state.symbol] = g
+        self._due = min(self._due, g)
+        self._notify("synced", state, f"book synchronised at seq {state.seq}")
+
+    def invalidate(self, state: SymbolState, ts_recv: int, reason: str) -> None:
+        was_valid = state.valid
+        state.valid = False
+        state.gap_pending = True
+        self._last_levels.pop(state.symbol, None)
+        if was_valid or "gap" in reason or "checksum" in reason:
+            log.warning("%s %s: book invalid until resynchronised: %s", self.venue_name,
+                        state.symbol, reason)
+        self._notify("invalid", state, reason)
+
+    def request_snapshot(self, state: SymbolState) -> None:
+        state.snapshot_requests += 1
+        if self.on_snapshot_request is not None:
+            self.on_snapshot_request(state)
+
+    def reference_top(self, state: SymbolState, seq: int | None, bid: int, ask: int,
+                      ts_recv: int) -> None:
+        """Compare a venue's own top-of-book message with the rebuilt book.
+
+        They are comparable only when the book stands at exactly the message's
+        sequence id. A ticker usually arrives before the batched diff that ends at its
+        id, so one ahead of the book waits for that diff; it is dropped unchecked if
+        the book moves past its id without stopping there.
+        """
+        if not state.valid or seq is None or state.seq is None or seq < state.seq:
+            return
+        if seq == state.seq:
+            self._compare_top(state, seq, bid, ask)
+            return
+        waiting = state.extra.setdefault("ref_tops", [])
+        if len(waiting) < 10_000:
+            waiting.append((seq, bid, ask))
+            self._pending_refs += 1
+
+    def _check_pending_refs(self) -> None:
+        for state in self._states.values():
+            waiting = state.extra.get("ref_tops")
+            if not waiting:
+                continue
+            if not state.valid:
+                self._pending_refs -= len(waiting)
+                waiting.clear()
+                continue
+            keep = []
+            for seq, bid, ask in waiting:
+                if seq == state.seq:
+                    self._compare_top(state, seq, bid, ask)
+                elif seq > state.seq:
+                    keep.append((seq, bid, ask))
+            self._pending_refs -= len(waiting) - len(keep)
+            state.extra["ref_tops"] = keep
+
+    def _compare_top(self, state: SymbolState, seq: int, bid: int, ask: int) -> None:
+        best_bid, best_ask = state.book.best_bid(), state.book.best_ask()
+        self.top_check.checked += 1
+        if best_bid is None or best_ask is None or best_bid[0] != bid or best_ask[0] != ask:
+            self.top_check.mismatched += 1
+            if len(self.top_check.examples) < 10:
+                self.top_check.examples.append(
+                    f"{state.symbol} seq {seq}: book {best_bid}/{best_ask}, venue {bid}/{ask}")
+
+    def parse_error(self, where: str, reason: str) -> None:
+        self.parse_errors += 1
+        if self.parse_errors <= MAX_PARSE_WARNINGS:
+            log.warning("skipped a message at %s: %s", where, reason)
+        elif self.parse_errors == MAX_PARSE_WARNINGS + 1:
+            log.warning("more unparseable messages follow; only their count is kept")
+
+    def infer_tick_size(self, state: SymbolState) -> None:
+        """Without a published tick size, take the gcd of the price steps in the book."""
+        prices = [p for p, _ in state.book.bids(200)] + [p for p, _ in state.book.asks(200)]
+        step = 0
+        for a, b in zip(prices, prices[1:], strict=False):
+            step = math.gcd(step, abs(a - b))
+        if step:
+            from collector.book import UNIT
+
+            state.tick_size, state.tick_size_source = step / UNIT, "inferred from the book"
+
+    def _notify(self, event: str, state: SymbolState, detail: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event, state, detail)

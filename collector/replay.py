@@ -1,0 +1,165 @@
+"""`bookcast replay`: capture files -> snapshots and trades Parquet, through the live pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from bookcast.errors import UserError
+from collector.capture import ReadStats, iter_capture, merge_captures
+from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline, TopCheck
+from collector.venues import VENUES, detect_venue, venue_class
+
+log = logging.getLogger("bookcast.collector")
+
+
+@dataclass
+class StreamSummary:
+    venue: str
+    symbol: str
+    messages: int
+    updates: int
+    snapshots: int
+    trades: int
+    gaps: int
+    checksum_failures: int
+    resyncs: int
+
+
+@dataclass
+class ReplaySummary:
+    streams: list[StreamSummary] = field(default_factory=list)
+    records: int = 0
+    malformed: int = 0
+    parse_errors: int = 0
+    seconds: float = 0.0
+    files_written: list[Path] = field(default_factory=list)
+    top_checks: dict[str, TopCheck] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+
+
+def sniff_venue(path: Path, records: int = 200) -> str | None:
+    """The venue a capture file was recorded from, judged by its first records."""
+    conns, urls = [], []
+    for rec in islice(iter_capture(path), records):
+        conns.append(rec.conn)
+        if rec.url:
+            urls.append(rec.url)
+    return detect_venue(conns, urls)
+
+
+def group_by_venue(paths: list[Path], venue: str | None) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = defaultdict(list)
+    if venue is not None:
+        venue_class(venue)  # an unknown venue is a user error, said before any work
+    for path in paths:
+        name = venue or sniff_venue(path)
+        if name is None:
+            known = ", ".join(sorted(VENUES))
+            raise UserError(f"Cannot tell which venue recorded '{path}'; pass --venue "
+                            f"(one of {known}).")
+        groups[name].append(path)
+    return groups
+
+
+def replay_captures(paths: list[Path | str], data_dir: Path | str,
+                    interval_ns: int = 1_000_000_000, depth: int | None = 100,
+                    venue: str | None = None, symbols: list[str] | None = None,
+                    rotate_rows: int = DEFAULT_ROTATE_ROWS, progress: bool = False
+                    ) -> ReplaySummary:
+    """Replay capture files into `data_dir`; files of one venue are merged by receive time."""
+    if not paths:
+        raise UserError("No capture files were given to replay.")
+    if interval_ns < 10_000_000:
+        raise UserError(f"The interval {interval_ns} ns is below the 10ms minimum.")
+    if depth is not None and depth < 1:
+        raise UserError(f"The depth {depth} must be at least 1 (or 'full').")
+    files = [Path(p) for p in paths]
+    groups = group_by_venue(files, venue)
+    summary = ReplaySummary()
+    started = time.perf_counter()
+    stats = ReadStats()
+    total_bytes = sum(p.stat().st_size for p in files)
+    with _progress(progress, total_bytes) as advance:
+        for venue_name, venue_files in groups.items():
+            pipeline = Pipeline(venue_name, data_dir, interval_ns, depth, symbols,
+                                rotate_rows=rotate_rows)
+            feed = pipeline.feed
+            for n, rec in enumerate(merge_captures(venue_files, stats), start=1):
+                feed(rec)
+                if not n & 0x3FFF:
+                    advance(n, venue_files)
+            pipeline.finish()
+            advance(-1, venue_files)
+            summary.pipelines[venue_name] = pipeline
+            summary.top_checks[venue_name] = pipeline.top_check
+            summary.parse_errors += pipeline.parse_errors
+            for writer in (*pipeline.snapshot_writers.values(), *pipeline.trade_writers.values()):
+                summary.files_written.extend(writer.files)
+            for state in pipeline.states():
+                writer = pipeline.snapshot_writers.get(state.symbol)
+                summary.streams.append(StreamSummary(
+                    venue_name, state.symbol, state.messages, state.level_updates,
+                    writer.rows_written if writer else 0, state.trades, state.gaps,
+                    state.checksum_failures, state.resyncs))
+            _require_a_book(pipeline, venue_files)
+    summary.records = stats.records
+    summary.malformed = stats.malformed
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:
+    """A capture that never gave any book a snapshot cannot be replayed into snapshots."""
+    states = pipeline.states()
+    if any(s.resyncs for s in states):
+        return
+    names = ", ".join(f"'{p}'" for p in files)
+    if not states:
+        raise UserError(f"The capture {names} holds no order-book messages for "
+                        f"{pipeline.venue_name}.")
+    raise UserError(f"The capture {names} holds no depth snapshot, so no "
+                    f"{pipeline.venue_name} book could be built; record the REST or "
+                    f"websocket snapshot together with the updates.")
+
+
+class _progress:
+    """A rich progress bar over the compressed bytes of the captures, or nothing."""
+
+    def __init__(self, enabled: bool, total_bytes: int) -> None:
+        self.enabled, self.total = enabled, total_bytes
+        self.done_bytes = 0
+
+    def __enter__(self):  # noqa: ANN204 - returns the advance callback
+        if not self.enabled:
+            return lambda n, files: None
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
+
+        self.bar = Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TextColumn("{task.fields[records]} records"), TimeElapsedColumn(),
+                            transient=False)
+        del MofNCompleteColumn
+        self.bar.start()
+        self.task = self.bar.add_task("replay", total=self.total, records=0)
+        self.finished_bytes = 0
+
+        def advance(n: int, files: list[Path]) -> None:
+            group = sum(p.stat().st_size for p in files)
+            if n < 0:
+                self.finished_bytes += group
+                self.bar.update(self.task, completed=self.finished_bytes)
+            else:
+                # records in a group are roughly even in size: estimate from their share
+                self.bar.update(self.task, records=n)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.update(self.task, completed=self.total)
+            self.bar.stop()
