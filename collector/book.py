@@ -25,7 +25,7 @@ def parse_units(text: str) -> int:
     Raises ValueError for anything that is not a plain non-negative decimal, or that
     has non-zero digits beyond the tenth decimal (which would not be exact).
     """
-    whole, dot, frac = text.partition(".")
+    whole, _dot, frac = text.partition(".")
     n = len(frac)
     if n <= UNIT_DECIMALS:
         digits = whole + frac + _PAD[UNIT_DECIMALS - n]
@@ -33,7 +33,7 @@ def parse_units(text: str) -> int:
         if frac[UNIT_DECIMALS:].strip("0"):
             raise ValueError(f"{text!r} has more than {UNIT_DECIMALS} decimals")
         digits = whole + frac[:UNIT_DECIMALS]
-    if not digits.isdigit():
+    if not digits.isdigit() or not (whole or frac):
         raise ValueError(f"{text!r} is not a plain decimal number")
     return int(digits)
 

@@ -13,7 +13,7 @@ import heapq
 import io
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -51,8 +51,32 @@ class ReadStats:
     malformed_where: list[str] = field(default_factory=list)
 
 
+class _CountingFile(io.RawIOBase):
+    """A read-only file that counts the (compressed) bytes read, for progress bars."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("rb")
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = self._fh.readinto(buffer)
+        self.consumed += n or 0
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 def open_capture_text(path: str | os.PathLike[str]) -> IO[str]:
-    """Open a capture for reading text, whatever its compression (gzip, zstd or none)."""
+    """Open a capture for reading text, whatever its compression (gzip, zstd or none).
+
+    The returned stream has a `counted` attribute whose `consumed` is the number of
+    bytes of the file read so far.
+    """
     p = Path(path)
     if not p.exists():
         raise UserError(f"The capture file '{p}' does not exist.")
@@ -65,18 +89,22 @@ def open_capture_text(path: str | os.PathLike[str]) -> IO[str]:
         raise UserError(f"The capture file '{p}' cannot be read: {exc.strerror}.") from None
     if not magic:
         raise UserError(f"The capture file '{p}' is empty.")
+    counted = _CountingFile(p)
     raw: IO[bytes]
     if magic[:2] == GZIP_MAGIC:
-        raw = gzip.open(p, "rb")
+        raw = gzip.GzipFile(fileobj=io.BufferedReader(counted), mode="rb")
     elif magic == ZSTD_MAGIC:
-        raw = zstandard.ZstdDecompressor().stream_reader(p.open("rb"), read_across_frames=True)
+        raw = zstandard.ZstdDecompressor().stream_reader(counted, read_across_frames=True)
     else:
-        raw = p.open("rb")
-    return io.TextIOWrapper(io.BufferedReader(raw, buffer_size=1 << 20), encoding="utf-8",
-                            newline="\n")
+        raw = counted
+    text = io.TextIOWrapper(io.BufferedReader(raw, buffer_size=1 << 20),  # type: ignore[arg-type]
+                            encoding="utf-8", newline="\n")
+    text.counted = counted  # type: ignore[attr-defined]
+    return text
 
 
-def iter_capture(path: str | os.PathLike[str], stats: ReadStats | None = None
+def iter_capture(path: str | os.PathLike[str], stats: ReadStats | None = None,
+                 warn: bool = True, on_bytes: Callable[[int], None] | None = None
                  ) -> Iterator[CaptureRecord]:
     """Yield a capture's records in file order.
 
@@ -87,9 +115,14 @@ def iter_capture(path: str | os.PathLike[str], stats: ReadStats | None = None
     name = str(path)
     fh = open_capture_text(path)
     lineno = 0
+    reported = 0
     try:
         with fh:
-            for lineno, line in enumerate(fh, start=1):  # noqa: B007 - lineno used after loop
+            for lineno, line in enumerate(fh, start=1):
+                if on_bytes is not None and not lineno & 0xFFF:
+                    consumed = fh.counted.consumed  # type: ignore[attr-defined]
+                    on_bytes(consumed - reported)
+                    reported = consumed
                 if not line.strip():
                     continue
                 record = _parse_record(line, name, lineno)
@@ -97,10 +130,13 @@ def iter_capture(path: str | os.PathLike[str], stats: ReadStats | None = None
                     stats.malformed += 1
                     where = f"{name}:{lineno}"
                     stats.malformed_where.append(where)
-                    log.warning("skipped malformed capture line %s", where)
+                    if warn:
+                        log.warning("skipped malformed capture line %s", where)
                     continue
                 stats.records += 1
                 yield record
+            if on_bytes is not None:
+                on_bytes(fh.counted.consumed - reported)  # type: ignore[attr-defined]
     except (EOFError, gzip.BadGzipFile, zstandard.ZstdError, UnicodeDecodeError) as exc:
         raise UserError(
             f"The capture file '{name}' is corrupt or truncated after line {lineno} ({exc})."
@@ -126,10 +162,10 @@ def _parse_record(line: str, source: str, lineno: int) -> CaptureRecord | None:
     return CaptureRecord(ts_ns, kind, conn, data, obj.get("url"), obj.get("b64"), source, lineno)
 
 
-def merge_captures(paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None
-                   ) -> Iterator[CaptureRecord]:
+def merge_captures(paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None,
+                   on_bytes: Callable[[int], None] | None = None) -> Iterator[CaptureRecord]:
     """Records of several capture files merged in receive-time order (stable per file)."""
-    iters = [iter_capture(p, stats) for p in paths]
+    iters = [iter_capture(p, stats, on_bytes=on_bytes) for p in paths]
     if len(iters) == 1:
         return iters[0]
     return heapq.merge(*iters, key=lambda r: r.ts_ns)

@@ -10,6 +10,7 @@ is not sampled; the first row after a (re)sync carries `gap = true`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -241,7 +242,7 @@ class Pipeline:
         """Without a published tick size, take the gcd of the price steps in the book."""
         prices = [p for p, _ in state.book.bids(200)] + [p for p, _ in state.book.asks(200)]
         step = 0
-        for a, b in zip(prices, prices[1:], strict=False):
+        for a, b in itertools.pairwise(prices):
             step = math.gcd(step, abs(a - b))
         if step:
             from collector.book import UNIT

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -45,7 +47,7 @@ class ReplaySummary:
 def sniff_venue(path: Path, records: int = 200) -> str | None:
     """The venue a capture file was recorded from, judged by its first records."""
     conns, urls = [], []
-    for rec in islice(iter_capture(path), records):
+    for rec in islice(iter_capture(path, warn=False), records):
         conns.append(rec.conn)
         if rec.url:
             urls.append(rec.url)
@@ -84,17 +86,14 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = sum(p.stat().st_size for p in files)
-    with _progress(progress, total_bytes) as advance:
+    with _progress_bar(progress, total_bytes) as advance:
         for venue_name, venue_files in groups.items():
             pipeline = Pipeline(venue_name, data_dir, interval_ns, depth, symbols,
                                 rotate_rows=rotate_rows)
             feed = pipeline.feed
-            for n, rec in enumerate(merge_captures(venue_files, stats), start=1):
+            for rec in merge_captures(venue_files, stats, on_bytes=advance):
                 feed(rec)
-                if not n & 0x3FFF:
-                    advance(n, venue_files)
             pipeline.finish()
-            advance(-1, venue_files)
             summary.pipelines[venue_name] = pipeline
             summary.top_checks[venue_name] = pipeline.top_check
             summary.parse_errors += pipeline.parse_errors
@@ -127,39 +126,23 @@ def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:
                     f"websocket snapshot together with the updates.")
 
 
-class _progress:
+@contextmanager
+def _progress_bar(enabled: bool, total_bytes: int) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar over the compressed bytes of the captures, or nothing."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    def __init__(self, enabled: bool, total_bytes: int) -> None:
-        self.enabled, self.total = enabled, total_bytes
-        self.done_bytes = 0
-
-    def __enter__(self):  # noqa: ANN204 - returns the advance callback
-        if not self.enabled:
-            return lambda n, files: None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
-
-        self.bar = Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TextColumn("{task.fields[records]} records"), TimeElapsedColumn(),
-                            transient=False)
-        del MofNCompleteColumn
-        self.bar.start()
-        self.task = self.bar.add_task("replay", total=self.total, records=0)
-        self.finished_bytes = 0
-
-        def advance(n: int, files: list[Path]) -> None:
-            group = sum(p.stat().st_size for p in files)
-            if n < 0:
-                self.finished_bytes += group
-                self.bar.update(self.task, completed=self.finished_bytes)
-            else:
-                # records in a group are roughly even in size: estimate from their share
-                self.bar.update(self.task, records=n)
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.update(self.task, completed=self.total)
-            self.bar.stop()
+    with Progress(TextColumn("replay"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task("replay", total=total_bytes)
+        yield lambda n: bar.advance(task, n)
+        bar.update(task, completed=total_bytes)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from bookcast.errors import UserError
 from collector.venues.base import Venue
 from collector.venues.binance_spot import BinanceSpot
 from collector.venues.binance_usdm import BinanceUsdm
-
-from bookcast.errors import UserError
 
 VENUES: dict[str, type[Venue]] = {v.name: v for v in (BinanceSpot, BinanceUsdm)}
 

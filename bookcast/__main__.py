@@ -1,0 +1,3 @@
+from bookcast.cli import main
+
+main()
