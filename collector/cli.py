@@ -37,6 +37,10 @@ def replay(
     venue: Annotated[str | None, typer.Option(help="Venue, if it cannot be told from the "
                                                    "capture.")] = None,
     symbol: Annotated[list[str] | None, typer.Option(help="Only these symbols.")] = None,
+    rotate_rows: Annotated[int, typer.Option(help="Start a new Parquet file after this many "
+                                                  "rows.")] = 1_000_000,
+    rotate: Annotated[str | None, typer.Option(help="Start a new Parquet file after this much "
+                                                    "data time, e.g. 1h.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Replay captures into the snapshots and trades Parquet datasets."""
@@ -47,8 +51,12 @@ def replay(
     from collector.replay import replay_captures
 
     setup_logging()
+    if rotate_rows < 1:
+        raise UserError(f"--rotate-rows {rotate_rows} must be at least 1.")
+    rotate_ns = parse_duration_ns(rotate, what="rotation") if rotate else None
     summary = replay_captures(captures, data_root(data_dir), parse_duration_ns(interval,
                               what="interval"), parse_depth(depth), venue, symbol,
+                              rotate_rows=rotate_rows, rotate_ns=rotate_ns,
                               progress=not quiet)
     console = Console()
     table = Table(title=f"replayed {summary.records:,} records in {summary.seconds:.1f} s")

@@ -194,10 +194,12 @@ class Pipeline:
         id, so one ahead of the book waits for that diff; it is dropped unchecked if
         the book moves past its id without stopping there.
         """
-        if not state.valid or seq is None or state.seq is None or seq < state.seq:
+        if not state.valid:
             return
-        if seq == state.seq:
+        if seq == state.seq:  # also a venue without sequence ids that judged it comparable
             self._compare_top(state, seq, bid, ask)
+            return
+        if seq is None or state.seq is None or seq < state.seq:
             return
         waiting = state.extra.setdefault("ref_tops", [])
         if len(waiting) < 10_000:
@@ -222,7 +224,7 @@ class Pipeline:
             self._pending_refs -= len(waiting) - len(keep)
             state.extra["ref_tops"] = keep
 
-    def _compare_top(self, state: SymbolState, seq: int, bid: int, ask: int) -> None:
+    def _compare_top(self, state: SymbolState, seq: int | None, bid: int, ask: int) -> None:
         best_bid, best_ask = state.book.best_bid(), state.book.best_ask()
         self.top_check.checked += 1
         if best_bid is None or best_ask is None or best_bid[0] != bid or best_ask[0] != ask:

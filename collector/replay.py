@@ -71,8 +71,8 @@ def group_by_venue(paths: list[Path], venue: str | None) -> dict[str, list[Path]
 def replay_captures(paths: list[Path | str], data_dir: Path | str,
                     interval_ns: int = 1_000_000_000, depth: int | None = 100,
                     venue: str | None = None, symbols: list[str] | None = None,
-                    rotate_rows: int = DEFAULT_ROTATE_ROWS, progress: bool = False
-                    ) -> ReplaySummary:
+                    rotate_rows: int = DEFAULT_ROTATE_ROWS, rotate_ns: int | None = None,
+                    progress: bool = False) -> ReplaySummary:
     """Replay capture files into `data_dir`; files of one venue are merged by receive time."""
     if not paths:
         raise UserError("No capture files were given to replay.")
@@ -89,7 +89,7 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     with _progress_bar(progress, total_bytes) as advance:
         for venue_name, venue_files in groups.items():
             pipeline = Pipeline(venue_name, data_dir, interval_ns, depth, symbols,
-                                rotate_rows=rotate_rows)
+                                rotate_rows=rotate_rows, rotate_ns=rotate_ns)
             feed = pipeline.feed
             for rec in merge_captures(venue_files, stats, on_bytes=advance):
                 feed(rec)

@@ -60,6 +60,14 @@ class Venue:
         """REST address of a depth snapshot, for venues that sync that way."""
         return None
 
+    def resync_messages(self, symbol: str) -> list[str]:
+        """Messages to send on the symbol's live connection to get a fresh book snapshot.
+
+        Venues whose snapshot comes with a subscription (Coinbase, Kraken) answer with
+        unsubscribe + subscribe; venues with a REST snapshot (`snapshot_url`) send none.
+        """
+        return []
+
     # -- shared steps ---------------------------------------------------------------
     def decode(self, data: str, where: str) -> Any:
         try:

@@ -1,0 +1,88 @@
+"""Finding and reading the (venue, symbol, date) partitions of the snapshots and trades datasets.
+
+A partition is the unit of work: feature building maps one function over them,
+so a cluster engine could run each on its own worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from bookcast.errors import UserError
+from bookcast.paths import partition_dir
+
+
+@dataclass(frozen=True)
+class Partition:
+    venue: str
+    symbol: str  # as the venue spells it (from the file metadata)
+    date: str
+    files: tuple[Path, ...]
+    interval_ns: int
+    depth: int | None
+    tick_size: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue} {self.symbol} {self.date}"
+
+
+def _hive_value(path: Path, key: str) -> str:
+    name = path.name
+    if not name.startswith(f"{key}="):
+        raise UserError(f"The folder {path} is not a '{key}=' partition of the snapshots dataset.")
+    return name.split("=", 1)[1]
+
+
+def parquet_files(folder: Path) -> tuple[Path, ...]:
+    """Finished Parquet files only: temporary names are still being written."""
+    return tuple(sorted(p for p in folder.glob("*.parquet") if p.is_file()))
+
+
+def snapshot_partitions(root: Path) -> list[Partition]:
+    """Every snapshots partition under the data root, in (venue, symbol, date) order."""
+    base = root / "snapshots"
+    found = []
+    for folder in sorted(base.glob("venue=*/symbol=*/date=*")):
+        files = parquet_files(folder)
+        if not files:
+            continue
+        try:
+            meta = pq.read_schema(files[0]).metadata or {}
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise UserError(f"The snapshot file {files[0]} is not readable Parquet ({exc}).") from None
+        meta = {k.decode(): v.decode() for k, v in meta.items()}
+        if "interval_ns" not in meta:
+            raise UserError(f"The snapshot file {files[0]} has no interval_ns metadata; "
+                            "rewrite it with `bookcast replay`.")
+        found.append(Partition(
+            venue=meta.get("venue", _hive_value(folder.parents[1], "venue")),
+            symbol=meta.get("symbol", _hive_value(folder.parent, "symbol")),
+            date=_hive_value(folder, "date"),
+            files=files,
+            interval_ns=int(meta["interval_ns"]),
+            depth=int(meta["depth"]) if meta.get("depth", "").isdigit() else None,
+            tick_size=float(meta["tick_size"]) if meta.get("tick_size") not in (None, "", "None")
+            else None,
+        ))
+    if not found:
+        raise UserError(
+            f"There are no snapshots under {base}; write some first with "
+            f"`bookcast replay CAPTURE --data-dir {root}` (or `bookcast collect`)."
+        )
+    return found
+
+
+def scan_snapshots(partition: Partition) -> pl.LazyFrame:
+    return pl.scan_parquet(list(partition.files))
+
+
+def scan_trades(root: Path, partition: Partition) -> pl.LazyFrame | None:
+    """The same (venue, symbol, date) of the trades dataset, or None if it was not recorded."""
+    folder = partition_dir(root, "trades", partition.venue, partition.symbol, partition.date)
+    files = parquet_files(folder) if folder.is_dir() else ()
+    return pl.scan_parquet(list(files)) if files else None
