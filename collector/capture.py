@@ -199,7 +199,9 @@ class CaptureWriter:
             self._zctx = zstandard.ZstdCompressor(level=level)
             self._stream = self._zctx.stream_writer(self._raw, closefd=False)
         elif self.path.suffix == ".gz":
-            self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=min(level, 9))
+            # mtime=0: the same records give byte-identical files (deterministic simulations)
+            self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=min(level, 9),
+                                         mtime=0)
         else:
             self._stream = self._raw
         self.records = 0
