@@ -61,13 +61,35 @@ def fee_preset(name: str) -> FeePreset:
         raise UserError(f"Unknown fee preset '{name}'; known presets are: {known}.") from None
 
 
+def default_preset_name(venue: str | None) -> str:
+    """The venue's regular-tier preset (Binance spot's for an unknown venue)."""
+    return DEFAULT_PRESET_FOR_VENUE.get(venue or "", "binance-spot")
+
+
+@dataclass(frozen=True)
+class ResolvedFees:
+    taker_bps: float
+    maker_bps: float
+    source: str  # "--fee-bps" or "preset <name>"
+
+
+def resolve_fees(preset: str | None = None, fee_bps: float | None = None,
+                 venue: str | None = None) -> ResolvedFees:
+    """--fee-bps (both sides of the book) / --fee-preset / the venue's default preset."""
+    if preset is not None and fee_bps is not None:
+        raise UserError("Give either --fee-preset or --fee-bps, not both.")
+    if fee_bps is not None:
+        if fee_bps < 0:
+            raise UserError(f"The fee {fee_bps} bps is negative; fees are zero or more.")
+        return ResolvedFees(float(fee_bps), float(fee_bps), "--fee-bps")
+    name = preset or default_preset_name(venue)
+    found = fee_preset(name)
+    return ResolvedFees(found.taker_bps, found.maker_bps, f"preset {name}")
+
+
 def taker_fee_bps(preset: str | None = None, fee_bps: float | None = None,
                   venue: str | None = None) -> float:
     """Resolve --fee-bps / --fee-preset / the venue's default into taker bps per side."""
     if fee_bps is not None:
-        if fee_bps < 0:
-            raise UserError(f"The fee {fee_bps} bps is negative; fees are zero or more.")
-        return float(fee_bps)
-    if preset is None:
-        preset = DEFAULT_PRESET_FOR_VENUE.get(venue or "", "binance-spot")
-    return fee_preset(preset).taker_bps
+        return resolve_fees(None, fee_bps, venue).taker_bps
+    return resolve_fees(preset, None, venue).taker_bps

@@ -1,0 +1,384 @@
+"""The backtest: predictions -> decisions -> book-walked fills -> vectorbt portfolios -> figures.
+
+`run_backtest(predictions, book, config)` is the Python surface (the demo and the dashboard
+call it); `backtest_run(root, run_id, config)` loads a run and its snapshots first, and
+`write_backtest(result, root)` stores the immutable backtests/<id>/ of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from backtest import signals, stats
+from backtest.data import Book, Run, load_book, load_run
+from backtest.fills import FILL_STATUS_NAMES, FILLED, fill_round_trips
+from bookcast.errors import UserError
+from bookcast.paths import backtests_dir
+from bookcast.schema import EQUITY_COLUMNS, ROUND_TRIP_COLUMNS, file_metadata
+from bookcast.timeutil import format_duration_ns
+
+BASELINE_NAMES = ("random", "imbalance_l1", "oracle")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """How the predictions are traded. Fees are bps per side, durations ns."""
+
+    fee_bps: float  # taker fee per side
+    hold_ns: int | None  # exit this long after entry; None: hold until the signal changes
+    horizon_ns: int  # the run's label horizon: the comparison rows hold this long
+    latency_ns: int | None = None  # None: one snapshot interval, the execution model's minimum
+    maker: bool = False  # passive entries at the touch, filled only when traded through
+    maker_fee_bps: float | None = None  # fee of a passive fill; taker fee when None
+    notional: float = 1000.0  # quote currency per trade, used when size is None
+    size: float | None = None  # base-asset units per trade
+    threshold: float | None = None  # None: the model's argmax decides
+    seed: int = 0
+    fee_source: str = "--fee-bps"
+    baselines: bool = True
+    curves: bool = True
+    fee_levels_bps: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 7.5, 10.0, 20.0, 50.0)
+    latency_snapshots: tuple[int, ...] = (0, 1, 2, 5, 10)
+    bootstrap_resamples: int = 2000
+    # DESIGN.md fills at least one snapshot after the signal; studies of look-ahead and the
+    # frictionless identity lift that floor, nothing else should.
+    allow_latency_below_snapshot: bool = False
+
+    def validate(self) -> None:
+        if self.fee_bps < 0 or (self.maker_fee_bps is not None and self.maker_fee_bps < 0):
+            raise UserError(f"The fee {self.fee_bps} bps is negative; fees are zero or more.")
+        if self.latency_ns is not None and self.latency_ns < 0:
+            raise UserError(f"The latency {self.latency_ns} ns is negative; it is zero or more.")
+        if self.hold_ns is not None and self.hold_ns <= 0:
+            raise UserError(f"The holding time {self.hold_ns} ns is not positive.")
+        if self.size is not None and not self.size > 0:
+            raise UserError(f"The order size {self.size} is not positive.")
+        if self.size is None and not self.notional > 0:
+            raise UserError(f"The order notional {self.notional} is not positive.")
+
+
+@dataclass
+class StrategyResult:
+    """One strategy's priced round trips and its equity curves."""
+
+    trades: pl.DataFrame
+    equity: pl.DataFrame
+    stats: dict[str, Any]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BacktestResult:
+    config: dict[str, Any]
+    trades: pl.DataFrame  # ROUND_TRIP_COLUMNS, one row per round trip of the model
+    equity: pl.DataFrame  # EQUITY_COLUMNS
+    stats: dict[str, Any]  # STATS_KEYS, curves, baselines
+    baselines: dict[str, StrategyResult]
+
+
+@dataclass
+class _Fills:
+    decisions: signals.Decisions
+    status: np.ndarray
+    entry_row: np.ndarray
+    exit_row: np.ndarray
+    qty: np.ndarray
+    entry_px: np.ndarray
+    exit_px: np.ndarray
+    exit_beyond: np.ndarray
+    entry_fee_rate: float
+    exit_fee_rate: float
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == FILLED
+
+
+def _fill(book: Book, decisions: signals.Decisions, config: BacktestConfig,
+          latency_ns: int) -> _Fills:
+    taker = config.fee_bps * 1e-4
+    maker = (config.fee_bps if config.maker_fee_bps is None else config.maker_fee_bps) * 1e-4
+    out = fill_round_trips(book.ts, book.gap, book.mid, book.bid_px, book.bid_sz, book.bid_off,
+                           book.ask_px, book.ask_sz, book.ask_off, decisions.entry_ts,
+                           decisions.exit_ts, decisions.side, np.int64(latency_ns),
+                           float(config.notional), float(config.size or 0.0), config.maker)
+    return _Fills(decisions, *out, entry_fee_rate=maker if config.maker else taker,
+                  exit_fee_rate=taker)
+
+
+def _net_pnl(fills: _Fills) -> float:
+    ok = fills.ok
+    side = fills.decisions.side[ok].astype(np.float64)
+    q = fills.qty[ok]
+    pnl = side * q * (fills.exit_px[ok] - fills.entry_px[ok])
+    fees = q * (fills.entry_px[ok] * fills.entry_fee_rate + fills.exit_px[ok] * fills.exit_fee_rate)
+    return float(np.sum(pnl - fees))
+
+
+def _prediction_arrays(predictions: pl.DataFrame) -> dict[str, np.ndarray]:
+    frame = predictions
+    if frame["ts"].dtype != pl.Int64:
+        frame = frame.with_columns(pl.col("ts").dt.epoch("ns"))
+    if not frame["ts"].is_sorted():
+        frame = frame.sort("ts")
+    return {
+        "ts": frame["ts"].to_numpy().astype(np.int64),
+        "p_down": frame["p_down"].cast(pl.Float64).to_numpy(),
+        "p_flat": frame["p_flat"].cast(pl.Float64).to_numpy(),
+        "p_up": frame["p_up"].cast(pl.Float64).to_numpy(),
+        "y": frame["y"].cast(pl.Float64).fill_null(0.0).to_numpy(),
+    }
+
+
+def _check_coverage(pred_ts: np.ndarray, book: Book) -> None:
+    first, last = int(book.ts[0]), int(book.ts[-1])
+    if pred_ts[0] < first or pred_ts[-1] > last:
+        def iso(ns: int) -> str:
+            return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat()
+
+        raise UserError(
+            f"The predictions from {iso(int(pred_ts[0]))} to {iso(int(pred_ts[-1]))} are not "
+            f"covered by the snapshots of {book.venue} {book.symbol}, which run from "
+            f"{iso(first)} to {iso(last)}."
+        )
+
+
+def _portfolio(book: Book, strategies: dict[str, _Fills], w0: int, w1: int,
+               capital: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Run every strategy through one vectorbt from_orders call, one column each.
+
+    Orders carry the book-walked prices and the fee of their side; the portfolio is marked
+    at the mid. Returns per strategy the net equity, the gross equity and vectorbt's trade
+    records. The gross curve (same orders at the mid, no fees) needs no simulation: filled
+    at the mark, an order changes nothing at once, so equity moves by the position held
+    times the change of the mid.
+    """
+    import vectorbt as vbt
+
+    n_rows = w1 - w0 + 1
+    n_cols = len(strategies)
+    mid = book.mid[w0:w1 + 1]
+    close = mid
+    if np.isnan(mid).any():  # a side was empty: mark at the last mid that existed
+        close = pl.Series(mid).fill_nan(None).fill_null(strategy="forward") \
+            .fill_null(strategy="backward").to_numpy()
+    size = np.full((n_rows, n_cols), np.nan)
+    price = np.full((n_rows, n_cols), np.nan)
+    position = np.zeros((n_rows, n_cols))
+    init_cash = np.full(n_cols, float(capital))
+    # One fee rate for every order (taker only) is passed as a scalar: no array to broadcast.
+    rates = {r for f in strategies.values() for r in (f.entry_fee_rate, f.exit_fee_rate)}
+    fees: float | np.ndarray = rates.pop() if len(rates) == 1 else np.zeros((n_rows, n_cols))
+    for c, fills in enumerate(strategies.values()):
+        ok = fills.ok
+        side = fills.decisions.side[ok].astype(np.float64)
+        q = fills.qty[ok]
+        e = fills.entry_row[ok] - w0
+        x = fills.exit_row[ok] - w0
+        size[e, c] = side * q
+        size[x, c] = -side * q
+        price[e, c] = fills.entry_px[ok]
+        price[x, c] = fills.exit_px[ok]
+        if isinstance(fees, np.ndarray):
+            fees[e, c] = fills.entry_fee_rate
+            fees[x, c] = fills.exit_fee_rate
+        position[e, c] += side * q
+        position[x, c] -= side * q
+        # Enough cash that no buy is ever cut short: PnL, not cash, is what we measure.
+        init_cash[c] += float(np.sum(q * fills.entry_px[ok] * (1.0 + fills.entry_fee_rate)))
+    pf = vbt.Portfolio.from_orders(
+        np.broadcast_to(close[:, None], (n_rows, n_cols)), size, price=price, fees=fees,
+        size_type="amount", direction="both", init_cash=init_cash,
+    )
+    value = pf.value().to_numpy()
+    records = pf.trades.values
+    held = np.cumsum(position, axis=0)
+    gross = capital + np.concatenate(
+        [np.zeros((1, n_cols)), np.cumsum(held[:-1] * np.diff(close)[:, None], axis=0)])
+    return {name: (value[:, c] - init_cash[c] + capital, gross[:, c], records[records["col"] == c])
+            for c, name in enumerate(strategies)}
+
+
+def _strategy_result(name: str, book: Book, fills: _Fills, equity: tuple, w0: int,
+                     capital: float, config: BacktestConfig,
+                     rng: np.random.Generator) -> StrategyResult:
+    net_equity, gross_equity, records = equity
+    ok = fills.ok
+    side = fills.decisions.side[ok].astype(np.int8)
+    n = int(ok.sum())
+    if records.shape[0] != n:
+        raise AssertionError(f"vectorbt closed {records.shape[0]} trades of {name}, not {n}")
+    # vectorbt's records are the portfolio's own account of each round trip: take its
+    # prices and fees, and check them against the fills they were given.
+    entry_row = records["entry_idx"] + w0
+    exit_row = records["exit_idx"] + w0
+    entry_px = records["entry_price"]
+    exit_px = records["exit_price"]
+    fee_paid = records["entry_fees"] + records["exit_fees"]
+    np.testing.assert_array_equal(entry_row, fills.entry_row[ok])
+    np.testing.assert_allclose(entry_px, fills.entry_px[ok], rtol=1e-12)
+    qty = records["size"]
+    entry_mid = book.mid[entry_row]
+    exit_mid = book.mid[exit_row]
+    figures = stats.summarize(side.astype(np.float64), qty, entry_px, exit_px, entry_mid,
+                              exit_mid, fee_paid, net_equity, capital, book.interval_ns, rng,
+                              config.bootstrap_resamples)
+    np.testing.assert_allclose(figures["net_pnl"], float(records["pnl"].sum()),
+                               rtol=1e-9, atol=1e-6)
+    skipped = {FILL_STATUS_NAMES[s]: int((fills.status == s).sum())
+               for s in range(1, len(FILL_STATUS_NAMES)) if (fills.status == s).any()}
+    figures["n_decisions"] = len(fills.decisions)
+    figures["skipped"] = skipped
+    figures["n_exits_beyond_visible_depth"] = int(fills.exit_beyond[ok].sum())
+    to_ts = pl.Series(book.ts[entry_row]).cast(pl.Datetime("ns", "UTC"))
+    trades = pl.DataFrame({
+        "venue": [book.venue] * n,
+        "symbol": [book.symbol] * n,
+        "side": side,
+        "size": qty,
+        "entry_ts": to_ts,
+        "exit_ts": pl.Series(book.ts[exit_row]).cast(pl.Datetime("ns", "UTC")),
+        "entry_px": entry_px,
+        "exit_px": exit_px,
+        "entry_mid": entry_mid,
+        "exit_mid": exit_mid,
+        "fees": fee_paid,
+        "net_pnl": records["pnl"],
+    }).select(ROUND_TRIP_COLUMNS)
+    equity_frame = pl.DataFrame({
+        "ts": pl.Series(book.ts[w0:w0 + net_equity.shape[0]]).cast(pl.Datetime("ns", "UTC")),
+        "equity": net_equity,
+        "equity_gross": gross_equity,
+    }).select(EQUITY_COLUMNS)
+    return StrategyResult(trades, equity_frame, figures, skipped)
+
+
+def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) -> BacktestResult:
+    """Backtest predictions (PREDICTION_COLUMNS) against a Book under config."""
+    config.validate()
+    arrays = _prediction_arrays(predictions)
+    pred_ts = arrays["ts"]
+    if pred_ts.shape[0] == 0:
+        raise UserError("There are no predictions to backtest.")
+    _check_coverage(pred_ts, book)
+    latency_ns = book.interval_ns if config.latency_ns is None else int(config.latency_ns)
+    if latency_ns < book.interval_ns and not config.allow_latency_below_snapshot:
+        raise UserError(
+            f"The latency {format_duration_ns(latency_ns)} is shorter than one snapshot "
+            f"({format_duration_ns(book.interval_ns)}); orders fill at least one snapshot "
+            "after the signal."
+        )
+    baseline_hold = config.hold_ns if config.hold_ns is not None else config.horizon_ns
+    rng = np.random.default_rng(config.seed)
+
+    sides = signals.prediction_sides(arrays["p_down"], arrays["p_flat"], arrays["p_up"],
+                                     config.threshold)
+    decisions = {"model": signals.schedule(pred_ts, sides, config.hold_ns)}
+    if config.baselines:
+        n = len(decisions["model"])
+        rows = np.clip(book.signal_rows(pred_ts), 0, None)
+        bid_sz, ask_sz = book.touch_sizes()
+        imbalance = (bid_sz[rows] - ask_sz[rows]) / (bid_sz[rows] + ask_sz[rows])
+        decisions["random"] = signals.random_decisions(pred_ts, n, baseline_hold, rng)
+        decisions["imbalance_l1"] = signals.imbalance_decisions(pred_ts, imbalance, n,
+                                                                baseline_hold)
+        decisions["oracle"] = signals.oracle_decisions(pred_ts, arrays["y"], config.horizon_ns)
+    fills = {name: _fill(book, d, config, latency_ns) for name, d in decisions.items()}
+
+    w0 = int(max(book.signal_rows(pred_ts[:1])[0], 0))
+    last_exit = max((int(f.exit_row[f.ok].max()) for f in fills.values() if f.ok.any()),
+                    default=w0)
+    w1 = max(int(book.signal_rows(pred_ts[-1:])[0]), last_exit)
+    capital = float(config.notional if config.size is None
+                    else config.size * np.nanmean(book.mid[w0:w1 + 1]))
+    equities = _portfolio(book, fills, w0, w1, capital)
+    results = {name: _strategy_result(name, book, f, equities[name], w0, capital, config, rng)
+               for name, f in fills.items()}
+
+    model = results.pop("model")
+    figures = dict(model.stats)
+    if config.curves:
+        edge = figures["gross_pnl_mid"] - figures["spread_cost"]
+        levels = sorted({*config.fee_levels_bps, float(config.fee_bps)})
+        figures["fee_curve"] = stats.fee_curve(edge, figures["traded_value"], levels)
+        latencies = sorted({k * book.interval_ns for k in config.latency_snapshots} | {latency_ns})
+        curve = []
+        for lat in latencies:
+            f = _fill(book, decisions["model"], config, lat)
+            curve.append({"latency_ns": int(lat), "latency": format_duration_ns(int(lat)),
+                          "n_trades": int(f.ok.sum()), "net_pnl": _net_pnl(f)})
+        figures["latency_curve"] = curve
+    figures["baselines"] = {name: r.stats for name, r in results.items()}
+
+    from vectorbt._engine import is_rust_available
+
+    config_doc = {
+        **asdict(config),
+        "latency_ns": latency_ns,
+        "latency": format_duration_ns(latency_ns),
+        "hold": "signal" if config.hold_ns is None else format_duration_ns(config.hold_ns),
+        "threshold": "auto" if config.threshold is None else config.threshold,
+        "venue": book.venue,
+        "symbol": book.symbol,
+        "interval_ns": book.interval_ns,
+        "capital": capital,
+        "first_ts": int(pred_ts[0]),
+        "last_ts": int(pred_ts[-1]),
+        "n_predictions": int(pred_ts.shape[0]),
+        "vectorbt_engine": "rust" if is_rust_available() else "numba",
+    }
+    return BacktestResult(config_doc, model.trades, model.equity, figures, results)
+
+
+def backtest_run(root: Path, run: Run | str, config: BacktestConfig) -> BacktestResult:
+    """Backtest a run (or runs/<run_id>/) against the matching snapshots under root."""
+    config.validate()
+    if isinstance(run, str):
+        run = load_run(root, run)
+    ts = run.predictions["ts"].to_numpy()
+    reach = (config.hold_ns or run.horizon_ns) + (config.latency_ns or 0)
+    book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach)
+    result = run_backtest(run.predictions, book, config)
+    result.config.update({"run_id": run.run_id, "model": run.info.get("model"),
+                          "run_horizon": run.info.get("horizon"),
+                          "run_fee_bps": run.info.get("fee_bps"),
+                          "feature_set": run.info.get("feature_set")})
+    return result
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path, venue: str, symbol: str) -> None:
+    table: pa.Table = frame.to_arrow()
+    pq.write_table(table.replace_schema_metadata(file_metadata(venue, symbol)), path)
+
+
+def write_backtest(result: BacktestResult, root: Path) -> Path:
+    """Write backtests/<id>/ whole, then rename it into place: never overwritten."""
+    config_text = json.dumps(result.config, sort_keys=True, default=str)
+    digest = hashlib.sha256(config_text.encode()).hexdigest()[:8]
+    stamp = dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%S")
+    run_id = result.config.get("run_id") or "adhoc"
+    backtest_id = f"{run_id}-{stamp}-{digest}"
+    final = backtests_dir(root) / backtest_id
+    if final.exists():
+        raise UserError(f"The backtest {final} already exists; backtests are immutable.")
+    tmp = final.parent / f".{backtest_id}.tmp-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    venue, symbol = result.config["venue"], result.config["symbol"]
+    (tmp / "config.json").write_text(json.dumps({"backtest_id": backtest_id, **result.config},
+                                                indent=2, default=str))
+    _write_parquet(result.trades, tmp / "trades.parquet", venue, symbol)
+    _write_parquet(result.equity, tmp / "equity.parquet", venue, symbol)
+    (tmp / "stats.json").write_text(json.dumps(result.stats, indent=2))
+    tmp.rename(final)
+    return final

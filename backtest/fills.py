@@ -1,0 +1,156 @@
+"""Where orders fill: walking the snapshot book after a latency (DESIGN.md "Execution model").
+
+Data layout (the arrays every function here reads; `backtest.data.load_book` builds them
+zero-copy from the snapshots' Arrow list columns):
+
+    ts          int64[n]        grid time of snapshot row i, ns since epoch, ascending
+    gap         bool[n]         row i follows a resynchronisation: nothing spans rows i-1 -> i
+    mid         float64[n]      (best bid + best ask) / 2, NaN when a side is empty
+    bid_px      float64[m_b]    every row's bid levels back to back, best (highest) first
+    bid_sz      float64[m_b]    sizes of those levels
+    bid_off     int64[n + 1]    row i's bid levels are bid_px[bid_off[i]:bid_off[i + 1]]
+    ask_px, ask_sz, ask_off     the same for asks, best (lowest) first
+
+A round trip is decided in signal time (entry signal ts, exit signal ts, side) and each
+order executes at the first snapshot at or after its signal time plus the latency, so the
+same decisions can be priced under any latency. Buys take the asks, sells take the bids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Why a decided round trip did not become a trade (FILL_* codes in `fill_round_trips`).
+FILLED = 0
+PAST_DATA = 1  # an execution would fall after the last snapshot
+ACROSS_GAP = 2  # the book was resynchronised between signal and exit
+OVERLAP = 3  # the entry would execute at or before the previous exit
+THIN_BOOK = 4  # the visible book cannot fill the entry (or a side is empty)
+MAKER_UNFILLED = 5  # a passive entry was never traded through before the exit time
+FILL_STATUS_NAMES = ("filled", "past_data", "across_gap", "overlap", "thin_book",
+                     "maker_unfilled")
+
+
+@njit(cache=True)
+def walk_book(level_px: np.ndarray, level_sz: np.ndarray, start: int, stop: int,
+              size: float) -> tuple[float, float]:
+    """Average price of taking `size` from levels [start, stop), best first.
+
+    Returns (average price, quantity beyond the visible levels). The quantity beyond the
+    book is priced at the deepest visible level, which understates impact; callers refuse
+    entries that need it and count exits that did.
+    """
+    if stop <= start or size <= 0.0:
+        return np.nan, size
+    remaining = size
+    cost = 0.0
+    for k in range(start, stop):
+        take = min(remaining, level_sz[k])
+        cost += take * level_px[k]
+        remaining -= take
+        if remaining <= 0.0:
+            return cost / size, 0.0
+    cost += remaining * level_px[stop - 1]
+    return cost / size, remaining
+
+
+@njit(cache=True)
+def _first_row_at_or_after(ts: np.ndarray, t: int) -> int:
+    return np.searchsorted(ts, t, side="left")
+
+
+@njit(cache=True)
+def _take(side: int, qty: float, row: int, bid_px: np.ndarray, bid_sz: np.ndarray,
+          bid_off: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray,
+          ask_off: np.ndarray) -> tuple[float, float]:
+    """A market order of `side` (+1 buy, -1 sell) for `qty` at snapshot `row`."""
+    if side > 0:
+        return walk_book(ask_px, ask_sz, ask_off[row], ask_off[row + 1], qty)
+    return walk_book(bid_px, bid_sz, bid_off[row], bid_off[row + 1], qty)
+
+
+@njit(cache=True)
+def fill_round_trips(ts: np.ndarray, gap: np.ndarray, mid: np.ndarray,
+                     bid_px: np.ndarray, bid_sz: np.ndarray, bid_off: np.ndarray,
+                     ask_px: np.ndarray, ask_sz: np.ndarray, ask_off: np.ndarray,
+                     entry_sig_ts: np.ndarray, exit_sig_ts: np.ndarray, side: np.ndarray,
+                     latency_ns: int, notional: float, size: float, maker: bool):
+    """Price decided round trips against the book.
+
+    Sizes: `size` units of the base asset when > 0, else `notional` / mid at entry.
+    With `maker`, the entry rests at the touch (bid for a buy, ask for a sell) from its
+    execution snapshot and fills at that price only when a later snapshot's opposite best
+    crosses strictly through it before the exit time; exits are always taker orders.
+
+    Returns arrays per decision: status (FILL_* code), entry_row, exit_row, qty, entry_px,
+    exit_px, n_exit_beyond_depth (0/1).
+    """
+    n = entry_sig_ts.shape[0]
+    n_rows = ts.shape[0]
+    status = np.zeros(n, np.int8)
+    entry_row = np.full(n, -1, np.int64)
+    exit_row = np.full(n, -1, np.int64)
+    qty = np.zeros(n)
+    entry_px = np.full(n, np.nan)
+    exit_px = np.full(n, np.nan)
+    exit_beyond = np.zeros(n, np.int8)
+    last_exit = -1
+    for i in range(n):
+        s = side[i]
+        e_row = _first_row_at_or_after(ts, entry_sig_ts[i] + latency_ns)
+        x_row = _first_row_at_or_after(ts, exit_sig_ts[i] + latency_ns)
+        if x_row >= n_rows or e_row >= n_rows:
+            status[i] = PAST_DATA
+            continue
+        if e_row <= last_exit or x_row <= e_row:
+            status[i] = OVERLAP
+            continue
+        # The signal row is the book the decision saw; no resync may lie between it and the exit.
+        sig_row = max(np.searchsorted(ts, entry_sig_ts[i], side="right") - 1, 0)
+        crossed_gap = False
+        for r in range(sig_row + 1, x_row + 1):
+            if gap[r]:
+                crossed_gap = True
+                break
+        if crossed_gap:
+            status[i] = ACROSS_GAP
+            continue
+        if np.isnan(mid[e_row]) or np.isnan(mid[x_row]):
+            status[i] = THIN_BOOK
+            continue
+        q = size if size > 0.0 else notional / mid[e_row]
+        if maker:
+            # Rest at the touch; fill only when the opposite side trades through the price.
+            limit = bid_px[bid_off[e_row]] if s > 0 else ask_px[ask_off[e_row]]
+            fill_row = -1
+            for r in range(e_row + 1, x_row):
+                if s > 0:
+                    through = ask_off[r + 1] > ask_off[r] and ask_px[ask_off[r]] < limit
+                else:
+                    through = bid_off[r + 1] > bid_off[r] and bid_px[bid_off[r]] > limit
+                if through:
+                    fill_row = r
+                    break
+            if fill_row < 0:
+                status[i] = MAKER_UNFILLED
+                continue
+            e_row = fill_row
+            e_px = limit
+        else:
+            e_px, short = _take(s, q, e_row, bid_px, bid_sz, bid_off, ask_px, ask_sz, ask_off)
+            if short > 0.0 or np.isnan(e_px):
+                status[i] = THIN_BOOK
+                continue
+        x_px, x_short = _take(-s, q, x_row, bid_px, bid_sz, bid_off, ask_px, ask_sz, ask_off)
+        if np.isnan(x_px):
+            status[i] = THIN_BOOK
+            continue
+        entry_row[i] = e_row
+        exit_row[i] = x_row
+        qty[i] = q
+        entry_px[i] = e_px
+        exit_px[i] = x_px
+        exit_beyond[i] = 1 if x_short > 0.0 else 0
+        last_exit = x_row
+    return status, entry_row, exit_row, qty, entry_px, exit_px, exit_beyond
