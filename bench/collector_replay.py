@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import resource
 import subprocess
 import sys
 import tempfile
@@ -68,7 +67,6 @@ def bench_bookcast_in_memory(records: list) -> tuple[float, int]:
 def bench_cryptofeed_in_memory(records: list) -> tuple[float, int]:
     from cryptofeed.defines import L2_BOOK
     from cryptofeed.exchanges import Binance
-
     from cryptofeed.symbols import Symbols
 
     logging.getLogger("feedhandler").setLevel(logging.ERROR)

@@ -1,12 +1,17 @@
 """Benchmark: building the default feature set from 100-level snapshots, polars vs pandas.
 
-    .venv/bin/python bench/features.py [--rows 10000] [--pandas-rows 5000]
+    .venv/bin/python bench/features.py [--rows 20000] [--pandas-rows 5000]
 
-Prints snapshot rows/s of `build_features` (read + features + labels + write) and of the
-in-memory feature expressions, against a straightforward pandas implementation of the
-same features in the same run (anchor); peak memory of a build against the input
-partition's size; and the time for 10x more rows. The input is a synthetic partition
-written with the real snapshot schema and metadata (random-walk mid, 100 levels a side).
+Prints snapshot rows/s of `build_features` end to end (snapshot Parquet in -> features
+Parquet out, micro-price fit included) and of the compute alone (Arrow batches already
+decoded in memory -> the feature frame), against a straightforward pandas implementation
+of the same features measured in the same run on the same partition (anchor; every one
+of its columns is checked equal to 1e-9); the Parquet decode of the four 100-level list
+columns on its own, which bounds the end-to-end rate; peak memory of a build in a fresh
+process against the input partition's in-memory Arrow size; and the time for 10x rows.
+The input is a synthetic partition written the way the collector writes snapshots
+(`collector.writers.write_table_atomic`: zstd, no dictionary), random-walk mid, 100
+levels a side.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bookcast.paths import partition_dir  # noqa: E402
 from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA, file_metadata  # noqa: E402
+from collector.writers import write_table_atomic  # noqa: E402
 
 S = 1_000_000_000
 T0 = 1_723_161_600 * S
@@ -65,10 +71,9 @@ def write_synthetic(root: Path, rows: int, seed: int = 0) -> Path:
         "gap": pa.array(gap),
     }, schema=SNAPSHOT_SCHEMA)
     folder = partition_dir(root, "snapshots", "binance-spot", "BTCUSDT", "2024-08-09")
-    folder.mkdir(parents=True, exist_ok=True)
     meta = file_metadata("binance-spot", "BTCUSDT", depth=LEVELS, interval_ns=INTERVAL,
                          tick_size=tick)
-    pq.write_table(table.replace_schema_metadata(meta), folder / f"part-{T0}.parquet")
+    write_table_atomic(table.replace_schema_metadata(meta), folder / f"part-{T0}.parquet")
     n_trades = rows * 2
     t_ts = np.sort(rng.integers(T0, ts[-1], n_trades))
     trades = pa.table({
@@ -89,8 +94,9 @@ def write_synthetic(root: Path, rows: int, seed: int = 0) -> Path:
 # ---------------------------------------------------------------- the pandas anchor
 
 
-def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0):
-    """The default feature set written the straightforward pandas way."""
+def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0,
+                    interval_ns: int = INTERVAL, horizons_ns: list[int] = HORIZONS):
+    """The default feature set written the straightforward pandas way (no micro-price)."""
     import pandas as pd
 
     from features.definitions import FEATURE_SETS
@@ -105,6 +111,7 @@ def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0):
         for src, short in (("bid_px", "bp"), ("bid_sz", "bs"), ("ask_px", "ap"), ("ask_sz", "as")):
             df[f"{short}{i}"] = df[src].apply(lambda v, i=i: v[i] if len(v) > i else np.nan)
     out["best_bid"], out["best_ask"] = df["bp0"], df["ap0"]
+    out["best_bid_sz"], out["best_ask_sz"] = df["bs0"], df["as0"]
     out["mid"] = (df["bp0"] + df["ap0"]) / 2
     out["spread"] = df["ap0"] - df["bp0"]
     out["spread_bps"] = out["spread"] / out["mid"] * 1e4
@@ -130,7 +137,7 @@ def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0):
     out["wmid"] = (df["bp0"] * df["as0"] + df["ap0"] * df["bs0"]) / (df["bs0"] + df["as0"])
 
     def ok(n):
-        return (seg.shift(n) == seg) & (ts.shift(n) == ts - n * INTERVAL)
+        return (seg.shift(n) == seg) & (ts.shift(n) == ts - n * interval_ns)
 
     ok1 = ok(1)
     for i in range(cfg.ofi_levels):
@@ -144,7 +151,7 @@ def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0):
     sell = tr[tr["side"] < 0].groupby("row")["size"].sum().reindex(range(len(df)), fill_value=0.0)
     r1 = np.log(out["mid"] / out["mid"].shift()).where(ok1)
     for w_ns in cfg.lookbacks_ns:
-        n = w_ns // INTERVAL
+        n = w_ns // interval_ns
         name = f"{w_ns // S}s" if w_ns < 60 * S else f"{w_ns // (60 * S)}m"
         okn = ok(n)
         for i in range(cfg.ofi_levels):
@@ -156,9 +163,9 @@ def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0):
         out[f"rvol_{name}"] = np.sqrt((r1**2).rolling(n).sum()).where(okn)
     angle = (ts % (86_400 * S)) / (86_400 * S) * 2 * math.pi
     out["tod_sin"], out["tod_cos"] = np.sin(angle), np.cos(angle)
-    for h in HORIZONS:
-        n = h // INTERVAL
-        fwd = (seg.shift(-n) == seg) & (ts.shift(-n) == ts + n * INTERVAL)
+    for h in horizons_ns:
+        n = h // interval_ns
+        fwd = (seg.shift(-n) == seg) & (ts.shift(-n) == ts + n * interval_ns)
         name = f"{h // S}s" if h < 60 * S else f"{h // (60 * S)}m"
         out[f"fwd_ret_{name}"] = (out["mid"].shift(-n) / out["mid"] - 1).where(fwd)
         long_ = out["best_bid"].shift(-n) / out["best_ask"] - 1 > 2 * fee_bps * 1e-4
@@ -171,6 +178,7 @@ def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0):
 
 
 def polars_build(root: Path) -> float:
+    """Seconds for `build_features` end to end: snapshot Parquet in, features Parquet out."""
     from features.build import build_features
 
     start = time.perf_counter()
@@ -178,17 +186,48 @@ def polars_build(root: Path) -> float:
     return time.perf_counter() - start
 
 
-def polars_in_memory(snap_path: Path, trades_path: Path) -> tuple[float, object]:
+def snapshot_file(root: Path) -> Path:
+    return next((root / "snapshots").rglob("*.parquet"))
+
+
+def decode_only(root: Path) -> float:
+    """Seconds to decode the columns the build reads, the way it reads them, and nothing else."""
+    from features.definitions import SNAPSHOT_COLUMNS
+    from features.partitions import read_snapshot_batches, snapshot_partitions
+
+    (partition,) = snapshot_partitions(root)
+    start = time.perf_counter()
+    for _ in read_snapshot_batches(partition, SNAPSHOT_COLUMNS):
+        pass
+    return time.perf_counter() - start
+
+
+def polars_compute(root: Path) -> tuple[float, object]:
+    """Seconds from decoded Arrow batches in memory to the feature frame (micro-price fit
+    and labels included); the batches and trades are read before the clock starts."""
     import polars as pl
 
-    from features.build import partition_features
-    from features.definitions import FEATURE_SETS
+    from features.build import (
+        feature_frame,
+        fit_microprice_on_training,
+        output_columns,
+        training_rows,
+        with_microprice,
+    )
+    from features.definitions import FEATURE_SETS, SNAPSHOT_COLUMNS
+    from features.partitions import read_snapshot_batches, snapshot_partitions
 
-    snaps, trades = pl.read_parquet(snap_path), pl.read_parquet(trades_path)
+    (partition,) = snapshot_partitions(root)
+    cfg = FEATURE_SETS["default"]
+    batches = list(read_snapshot_batches(partition, SNAPSHOT_COLUMNS))
+    trades = pl.read_parquet(next((root / "trades").rglob("*.parquet"))).lazy()
     start = time.perf_counter()
-    frame = partition_features(snaps.lazy(), trades.lazy(), interval_ns=INTERVAL,
-                               config=FEATURE_SETS["default"], horizons_ns=HORIZONS,
-                               fee_bps=10.0).collect()
+    frame = feature_frame(batches, trades, interval_ns=INTERVAL, config=cfg,
+                          horizons_ns=HORIZONS, fee_bps=10.0)
+    train_end = int(frame["_ts_ns"][0] + 0.6 * (frame["_ts_ns"][-1] - frame["_ts_ns"][0]))
+    table = fit_microprice_on_training(training_rows(frame, train_end), partition)
+    frame = with_microprice(frame, cfg, table)
+    frame = frame.select(output_columns(frame))
     return time.perf_counter() - start, frame
 
 
@@ -201,10 +240,12 @@ def peak_rss_kib() -> int:
 
 
 def child_peak_rss_mb(root: Path) -> tuple[float, float]:
-    """Peak RSS of a fresh process after its imports, and after building `root`'s features."""
+    """Peak RSS of a fresh process after its imports (compiled kernel loaded), and after
+    building `root`'s features."""
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
             f"import bench.features as b; from pathlib import Path; import polars, pandas;"
-            f"import features.build;"
+            f"from features.definitions import FEATURE_SETS, prepare_book;"
+            f"prepare_book([], FEATURE_SETS['default']);"
             f"base = b.peak_rss_kib();"
             f"b.polars_build(Path({str(root)!r}));"
             f"print(base, b.peak_rss_kib())")
@@ -214,9 +255,24 @@ def child_peak_rss_mb(root: Path) -> tuple[float, float]:
     return base / 1024, peak / 1024
 
 
+def check_against_pandas(pandas_frame, polars_frame) -> int:
+    """Every column the pandas anchor computes equals polars' to 1e-9; returns their count."""
+    for column in pandas_frame.columns:
+        if column == "ts":
+            continue
+        a = pandas_frame[column].to_numpy(float)
+        b = polars_frame[column].to_numpy().astype(float)
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column)
+    return len(pandas_frame.columns) - 1
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows:>9,} rows  {seconds:7.3f} s  {rows / seconds:>12,.0f} rows/s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--pandas-rows", type=int, default=5_000)
     args = parser.parse_args()
 
@@ -224,48 +280,48 @@ def main() -> None:
         small = Path(tmp) / "small"
         snap = write_synthetic(small, args.pandas_rows)
         trades = next((small / "trades").rglob("*.parquet"))
+        polars_build(small)  # loads the compiled kernel (cached on disk) outside the clock
         start = time.perf_counter()
         pdf = pandas_features(snap, trades)
         pandas_s = time.perf_counter() - start
-        mem_s, pl_frame = polars_in_memory(snap, trades)
-        # Same features, same numbers: the anchor is a real reimplementation, not a stand-in.
-        for column in ("imb_ew", "depth_bid_5bps", "slope_ask", "ofi_3_10s", "tfi_1m",
-                       "rvol_1m", "y_10s"):
-            a, b = pdf[column].to_numpy(float), pl_frame[column].to_numpy().astype(float)
-            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9, equal_nan=True,
-                                       err_msg=column)
+        small_compute_s, pl_frame = polars_compute(small)
+        checked = check_against_pandas(pdf, pl_frame)
         small_build_s = polars_build(small)
-
+        p = args.pandas_rows
         print(f"features bench: {LEVELS}-level snapshots, {INTERVAL // 1_000_000} ms grid, "
-              f"default set ({len(pl_frame.columns) - 1} columns), 5 horizons")
-        print(f"  pandas anchor   {args.pandas_rows:>9,} rows  {pandas_s:7.3f} s  "
-              f"{args.pandas_rows / pandas_s:>12,.0f} rows/s")
-        print(f"  polars compute  {args.pandas_rows:>9,} rows  {mem_s:7.3f} s  "
-              f"{args.pandas_rows / mem_s:>12,.0f} rows/s  ({pandas_s / mem_s:.1f}x pandas)")
-        print(f"  polars build    {args.pandas_rows:>9,} rows  {small_build_s:7.3f} s  "
-              f"{args.pandas_rows / small_build_s:>12,.0f} rows/s  "
-              f"({pandas_s / small_build_s:.1f}x pandas, incl. read, microprice fit, write)")
+              f"default set ({len(pl_frame.columns) - 1} columns, {checked} checked against "
+              f"pandas to 1e-9), 5 horizons")
+        print(f"  pandas anchor   {rate(p, pandas_s)}  (read + features + labels)")
+        print(f"  polars build    {rate(p, small_build_s)}  ({pandas_s / small_build_s:.1f}x "
+              f"pandas; read, micro-price fit, write)")
+        print(f"  polars compute  {rate(p, small_compute_s)}  ({pandas_s / small_compute_s:.1f}x "
+              f"pandas; decoded batches in memory -> feature frame)")
 
         timings = {}
         for rows in (args.rows, 10 * args.rows):
             root = Path(tmp) / f"r{rows}"
             path = write_synthetic(root, rows)
+            decode_s = decode_only(root)
             timings[rows] = polars_build(root)
+            compute_s, _ = polars_compute(root)
             in_memory_mb = pq.read_table(path).nbytes / 2**20
-            print(f"  polars build    {rows:>9,} rows  {timings[rows]:7.3f} s  "
-                  f"{rows / timings[rows]:>12,.0f} rows/s  input {in_memory_mb:,.0f} MiB in "
-                  f"memory, {path.stat().st_size / 2**20:,.0f} MiB on disk")
+            print(f"  {rows:,} rows: input {in_memory_mb:,.0f} MiB in memory, "
+                  f"{path.stat().st_size / 2**20:,.0f} MiB on disk")
+            print(f"    polars build    {rate(rows, timings[rows])}  "
+                  f"({pandas_s / args.pandas_rows * rows / timings[rows]:.1f}x pandas' rate)")
+            print(f"    polars compute  {rate(rows, compute_s)}  "
+                  f"({pandas_s / args.pandas_rows * rows / compute_s:.1f}x pandas' rate)")
+            print(f"    Parquet decode  {rate(rows, decode_s)}  (the 4 list columns + ts, gap "
+                  f"alone: {decode_s / timings[rows]:.0%} of the build)")
         ratio = timings[10 * args.rows] / timings[args.rows]
-        print(f"  scaling: 10x rows -> {ratio:.1f}x time")
+        print(f"  scaling: 10x rows -> {ratio:.1f}x build time")
 
         rows = 10 * args.rows
-        input_mb = pq.read_table(next((Path(tmp) / f"r{rows}" / "snapshots").rglob("*.parquet"))
-                                 ).nbytes / 2**20
+        input_mb = pq.read_table(snapshot_file(Path(tmp) / f"r{rows}")).nbytes / 2**20
         before, after = child_peak_rss_mb(Path(tmp) / f"r{rows}")
         print(f"  peak memory building {rows:,} rows: {after:,.0f} MiB RSS "
               f"(process before the build {before:,.0f} MiB); build adds {after - before:,.0f} MiB "
               f"= {(after - before) / input_mb:.2f}x the {input_mb:,.0f} MiB input partition")
-
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import bookcast
@@ -26,6 +27,7 @@ from bookcast.schema import file_metadata
 from bookcast.timeutil import NS_PER_UNIT, format_duration_ns
 from features.definitions import (
     BOOK_COLUMNS,
+    SNAPSHOT_COLUMNS,
     FeatureConfig,
     feature_config,
     is_feature_column,
@@ -34,7 +36,13 @@ from features.definitions import (
 )
 from features.labels import label_columns
 from features.microprice import MicropriceTable, fit_microprice, microprice_expr
-from features.partitions import Partition, scan_snapshots, scan_trades, snapshot_partitions
+from features.partitions import (
+    Partition,
+    read_snapshot_batches,
+    scan_snapshots,
+    scan_trades,
+    snapshot_partitions,
+)
 
 DEFAULT_HORIZONS_NS = [h * NS_PER_UNIT["s"] for h in (1, 5, 10, 30, 60)]
 # Without an explicit end, the micro-price is fitted on the first 60% of each
@@ -42,8 +50,54 @@ DEFAULT_HORIZONS_NS = [h * NS_PER_UNIT["s"] for h in (1, 5, 10, 30, 60)]
 DEFAULT_MICROPRICE_TRAIN_FRACTION = 0.6
 
 
+def _book(snapshots: pl.LazyFrame | Iterable[pa.RecordBatch], config: FeatureConfig) -> pl.DataFrame:
+    if isinstance(snapshots, pl.LazyFrame):
+        batches = snapshots.select(SNAPSHOT_COLUMNS).collect().to_arrow().to_batches()
+    else:
+        batches = snapshots
+    return prepare_book(batches, config)
+
+
+def feature_frame(
+    snapshots: pl.LazyFrame | Iterable[pa.RecordBatch],
+    trades: pl.LazyFrame | None,
+    *,
+    interval_ns: int,
+    config: FeatureConfig,
+    horizons_ns: Sequence[int],
+    fee_bps: float,
+) -> pl.DataFrame:
+    """Every column `partition_features` outputs but the micro-price, plus `gap` and the
+    working columns (`_*`) the micro-price fit needs."""
+    book = _book(snapshots, config)
+    return (
+        snapshot_features(book.lazy(), trades, config, interval_ns)
+        .with_columns(label_columns(list(horizons_ns), interval_ns, fee_bps))
+        .collect()
+    )
+
+
+def output_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """`ts`, book columns, features (micro-price last), then `fwd_ret_<h>` and `y_<h>`."""
+    names = frame.collect_schema().names()
+    features = [c for c in names if is_feature_column(c) and c not in BOOK_COLUMNS
+                and c != "microprice" and not c.startswith(("fwd_ret_", "y_"))]
+    labels = [c for c in names if c.startswith(("fwd_ret_", "y_"))]
+    micro = ["microprice"] if "microprice" in names else []
+    return ["ts", *BOOK_COLUMNS, *features, *micro, *labels]
+
+
+def with_microprice(
+    frame: pl.DataFrame, config: FeatureConfig, microprice: MicropriceTable | None
+) -> pl.DataFrame:
+    if not config.microprice:
+        return frame
+    return frame.with_columns(microprice_expr(microprice) if microprice is not None
+                              else pl.lit(None, pl.Float64).alias("microprice"))
+
+
 def partition_features(
-    snapshots: pl.LazyFrame,
+    snapshots: pl.LazyFrame | Iterable[pa.RecordBatch],
     trades: pl.LazyFrame | None,
     *,
     interval_ns: int,
@@ -52,20 +106,16 @@ def partition_features(
     fee_bps: float,
     microprice: MicropriceTable | None = None,
 ) -> pl.LazyFrame:
-    """`ts`, book columns, features, `fwd_ret_<h>` and `y_<h>` for one partition."""
-    # Materialising between stages keeps polars from re-deriving the level columns and
-    # window masks inside every expression that uses them (3-4x faster on 100 levels).
-    book = prepare_book(snapshots, config.levels).collect().lazy()
-    lf = snapshot_features(book, trades, config, interval_ns).collect().lazy()
-    if config.microprice:
-        lf = lf.with_columns(microprice_expr(microprice) if microprice is not None
-                             else pl.lit(None, pl.Float64).alias("microprice"))
-    lf = lf.with_columns(label_columns(list(horizons_ns), interval_ns, fee_bps))
-    names = lf.collect_schema().names()
-    features = [c for c in names if is_feature_column(c) and c not in BOOK_COLUMNS
-                and not c.startswith(("fwd_ret_", "y_"))]
-    labels = [c for c in names if c.startswith(("fwd_ret_", "y_"))]
-    return lf.select("ts", *BOOK_COLUMNS, *features, *labels)
+    """`ts`, book columns, features, `fwd_ret_<h>` and `y_<h>` for one partition.
+
+    `snapshots` is the partition's snapshots as a LazyFrame or as Arrow record batches of
+    `SNAPSHOT_COLUMNS` (streamed from the files by `read_snapshot_batches`, which keeps
+    the 100-level lists out of memory but for one batch at a time).
+    """
+    frame = feature_frame(snapshots, trades, interval_ns=interval_ns, config=config,
+                          horizons_ns=horizons_ns, fee_bps=fee_bps)
+    frame = with_microprice(frame, config, microprice)
+    return frame.lazy().select(output_columns(frame))
 
 
 def _microprice_train_end(partitions: list[Partition], fraction: float) -> int:
@@ -79,27 +129,24 @@ def _microprice_train_end(partitions: list[Partition], fraction: float) -> int:
     return int(lo + fraction * (hi - lo))
 
 
+_MICROPRICE_INPUTS = ("ts", "gap", "best_bid", "best_ask", "best_bid_sz", "best_ask_sz")
+
+
+def training_rows(frame: pl.DataFrame, train_end_ns: int) -> pl.DataFrame:
+    """The rows of a feature frame the micro-price may be fitted on (ts < train_end_ns)."""
+    return frame.filter(pl.col("_ts_ns") < train_end_ns).select(_MICROPRICE_INPUTS)
+
+
 def fit_microprice_on_training(
-    partitions: list[Partition], train_end_ns: int
+    train: pl.DataFrame, partition: Partition
 ) -> MicropriceTable | None:
-    """Fit one symbol's micro-price table on its rows with ts < train_end_ns only."""
-    tick = partitions[0].tick_size
+    """Fit one symbol's micro-price table on its training rows (`training_rows`)."""
+    tick = partition.tick_size
     if tick is None or tick <= 0:
         return None  # without a tick size the spread states are undefined
-    end = pl.lit(train_end_ns).cast(pl.Datetime("ns", "UTC"))
-    train = pl.concat([
-        scan_snapshots(p).filter(pl.col("ts") < end).select(
-            "ts", "gap",
-            pl.col("bid_px").list.first().alias("best_bid"),
-            pl.col("ask_px").list.first().alias("best_ask"),
-            pl.col("bid_sz").list.first().alias("best_bid_sz"),
-            pl.col("ask_sz").list.first().alias("best_ask_sz"),
-        )
-        for p in partitions
-    ]).collect()
     if train.height < 2:
         return None
-    return fit_microprice(train, tick_size=tick, interval_ns=partitions[0].interval_ns)
+    return fit_microprice(train, tick_size=tick, interval_ns=partition.interval_ns)
 
 
 def write_partition(frame: pl.DataFrame, out_dir: Path, metadata: dict[bytes, bytes]) -> Path:
@@ -109,8 +156,9 @@ def write_partition(frame: pl.DataFrame, out_dir: Path, metadata: dict[bytes, by
     final = out_dir / f"part-{first_ts}.parquet"
     tmp = out_dir / f".{final.name}.tmp"
     table = frame.to_arrow()
+    # No dictionaries: float features hardly repeat, and building them triples write time.
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}),
-                   tmp, compression="zstd")
+                   tmp, compression="zstd", use_dictionary=False)
     for stale in out_dir.glob("part-*.parquet"):
         if stale != final:
             stale.unlink()
@@ -141,32 +189,56 @@ def build_features(
         by_symbol.setdefault((p.venue, p.symbol), []).append(p)
     tables: dict[tuple[str, str], MicropriceTable | None] = {}
     train_ends: dict[tuple[str, str], int] = {}
-    if config.microprice:
-        for key, group in by_symbol.items():
-            train_ends[key] = (microprice_train_end_ns if microprice_train_end_ns is not None
-                               else _microprice_train_end(group, DEFAULT_MICROPRICE_TRAIN_FRACTION))
-            tables[key] = fit_microprice_on_training(group, train_ends[key])
-
     written: list[Path] = []
     sources = []
     with _PartitionProgress(progress, len(partitions)) as advance:
-        for p in partitions:
-            lf = partition_features(
-                scan_snapshots(p), scan_trades(root, p),
-                interval_ns=p.interval_ns, config=config, horizons_ns=horizons,
-                fee_bps=fees[p.venue], microprice=tables.get((p.venue, p.symbol)),
-            )
-            frame = lf.collect()
-            out_dir = partition_dir(root / "features", feature_set, p.venue, p.symbol, p.date)
-            meta = file_metadata(p.venue, p.symbol, feature_set=feature_set,
-                                 interval_ns=p.interval_ns, fee_bps=fees[p.venue])
-            if frame.height:
-                written.append(write_partition(frame, out_dir, meta))
-            sources.append({"venue": p.venue, "symbol": p.symbol, "date": p.date,
-                            "rows": frame.height, "interval_ns": p.interval_ns,
-                            "files": [str(f.relative_to(root)) for f in p.files],
-                            "trades": scan_trades(root, p) is not None})
-            advance(p.key)
+        for key, group in by_symbol.items():
+            if config.microprice:
+                train_ends[key] = (
+                    microprice_train_end_ns if microprice_train_end_ns is not None
+                    else _microprice_train_end(group, DEFAULT_MICROPRICE_TRAIN_FRACTION))
+            # The micro-price table needs every training row of the symbol, and each
+            # partition's features are computed once: they wait in an uncompressed Arrow
+            # file (fast to write and to map back) until the table is fitted, instead of
+            # decoding the 100-level snapshots a second time for the fit.
+            pending: list[tuple[Partition, Path, Path]] = []
+            train: list[pl.DataFrame] = []
+            try:
+                for p in group:
+                    frame = feature_frame(
+                        read_snapshot_batches(p, SNAPSHOT_COLUMNS), scan_trades(root, p),
+                        interval_ns=p.interval_ns, config=config, horizons_ns=horizons,
+                        fee_bps=fees[p.venue])
+                    out_dir = partition_dir(root / "features", feature_set, p.venue, p.symbol,
+                                            p.date)
+                    sources.append({"venue": p.venue, "symbol": p.symbol, "date": p.date,
+                                    "rows": frame.height, "interval_ns": p.interval_ns,
+                                    "files": [str(f.relative_to(root)) for f in p.files],
+                                    "trades": scan_trades(root, p) is not None})
+                    if config.microprice:
+                        train.append(training_rows(frame, train_ends[key]))
+                    if frame.height and config.microprice:
+                        out_dir.mkdir(parents=True, exist_ok=True)
+                        spill = out_dir / ".features-before-microprice.arrow.tmp"
+                        frame.select(output_columns(frame)).write_ipc(spill, compression="uncompressed")
+                        pending.append((p, out_dir, spill))
+                    elif frame.height:
+                        written.append(_write(frame.select(output_columns(frame)), p, out_dir,
+                                              feature_set, fees[p.venue]))
+                    del frame
+                    advance(p.key)
+                if config.microprice:
+                    tables[key] = fit_microprice_on_training(pl.concat(train), group[0])
+                del train
+                for p, out_dir, spill in pending:
+                    frame = with_microprice(pl.read_ipc(spill), config,
+                                            tables[key])
+                    written.append(_write(frame.select(output_columns(frame)), p, out_dir,
+                                          feature_set, fees[p.venue]))
+                    del frame
+            finally:
+                for _, _, spill in pending:
+                    spill.unlink(missing_ok=True)
 
     out = features_dir(root, feature_set)
     columns = pl.read_parquet_schema(written[0]) if written else {}
@@ -197,6 +269,13 @@ def build_features(
     tmp.write_text(json.dumps(config_json, indent=2))
     os.replace(tmp, out / "config.json")
     return written
+
+
+def _write(frame: pl.DataFrame, p: Partition, out_dir: Path, feature_set: str,
+           fee: float) -> Path:
+    meta = file_metadata(p.venue, p.symbol, feature_set=feature_set,
+                         interval_ns=p.interval_ns, fee_bps=fee)
+    return write_partition(frame, out_dir, meta)
 
 
 class _PartitionProgress:

@@ -5,21 +5,31 @@ back, never forward, and a window that would reach across a `gap` row (a book
 resynchronisation) or a hole in the sampling grid is null. Formulas and sources
 are in docs/features.md; names here match the column names there.
 
-Data layout the expressions rely on (added by `prepare_book`):
+Data layout the expressions rely on (built by `prepare_book`, which walks the list
+columns once with NumPy/Numba; everything after it is polars expressions):
 - `_ts_ns` int64 grid time, `_seg` the gap segment (cumulative count of gap rows);
-- `_bp{i}`, `_bs{i}`, `_ap{i}`, `_as{i}`: price and size of level i (0 = best),
-  null where the book is thinner than i + 1 levels;
+- `_bp{i}`, `_bs{i}`, `_ap{i}`, `_as{i}`: price and size of level i (0 = best) for the
+  first max(1, ofi_levels) levels, null where the book is thinner than i + 1 levels;
+- `_depth_{side}_{x}bps`, `_cum_{side}_{k}`, `_ew_{side}`, `_last_{side}`: the level
+  sums of `book_batch`;
 - `best_bid`, `best_ask`, `best_bid_sz`, `best_ask_sz`, `mid`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+import numba
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bookcast.errors import UserError
+from bookcast.schema import SNAPSHOT_SCHEMA
 from bookcast.timeutil import NS_PER_UNIT, format_duration_ns
 
 BPS = 1e-4
@@ -86,30 +96,172 @@ def rows_for(duration_ns: int, interval_ns: int, *, what: str) -> int:
 
 
 # ---------------------------------------------------------------- book preparation
+#
+# The list columns are the bulk of a partition (4 x 100 float64 per row). They are read
+# once as Arrow list arrays and walked row by row in one compiled pass per side
+# (`walk_side`) straight over the flat values and offsets, copying nothing, so a
+# per-level column exists only for the few levels the features output or difference.
+
+# The snapshot columns the features read: Parquet decodes nothing else.
+SNAPSHOT_COLUMNS = ("ts", "gap", "bid_px", "bid_sz", "ask_px", "ask_sz")
+_SIDES = (("bid", "bid_px", "bid_sz", "bp", "bs"), ("ask", "ask_px", "ask_sz", "ap", "as"))
+_SIDE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walk_side")
 
 
-def prepare_book(snapshots: pl.LazyFrame, levels: int) -> pl.LazyFrame:
-    """Sort by time, number the gap segments and pull levels 0..levels-1 out of the lists."""
-    level_columns = []
-    for i in range(levels):
-        for short, name in (("bp", "bid_px"), ("bs", "bid_sz"), ("ap", "ask_px"),
-                            ("as", "ask_sz")):
-            level_columns.append(pl.col(name).list.get(i, null_on_oob=True).alias(f"_{short}{i}"))
-    return (
-        snapshots.sort("ts")
-        .with_columns(
-            pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
-            # A gap row opens a new segment: nothing is computed across segments.
-            pl.col("gap").fill_null(False).cast(pl.Int64).cum_sum().alias("_seg"),
-            *level_columns,
-        )
-        .with_columns(
-            pl.col("_bp0").alias("best_bid"),
-            pl.col("_ap0").alias("best_ask"),
-            pl.col("_bs0").alias("best_bid_sz"),
-            pl.col("_as0").alias("best_ask_sz"),
-            ((pl.col("_bp0") + pl.col("_ap0")) / 2).alias("mid"),
-        )
+def list_levels(
+    column: pa.Array | pa.ChunkedArray, fill: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Offsets (int64, rows + 1) into the flat float64 values of a list column, and the
+    rows whose list is null (None if none is). Row r holds values[offsets[r]:offsets[r + 1]];
+    a null list has no levels, a null element reads as `fill`. Zero-copy for one chunk of
+    null-free float64 values, the way the collector writes them."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    null_rows = None
+    if column.null_count:
+        null_rows = column.is_null().to_numpy(zero_copy_only=False)
+        column = pc.if_else(column.is_null(), pa.scalar([], column.type), column)
+    values = column.values
+    if values.null_count:
+        values = pc.fill_null(values, fill)
+    offsets = column.offsets.to_numpy().astype(np.int64, copy=False)
+    flat = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return offsets, flat, null_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def walk_side(px_offsets, px, sz_offsets, sz, bounds, is_bid, levels, cum_levels, weights,
+              head):
+    """One pass over every row's levels of one book side (layout of `list_levels`).
+
+    Per row: the size within each bound (bids priced at or above it, asks at or below; all
+    stored levels); the size over levels 1..k for each k of `cum_levels` (missing levels
+    count 0); the `weights`-weighted size over the first `levels` levels; the price of the
+    last of those levels (NaN for an empty side); the prices and sizes of the first `head`
+    levels (NaN where the side is thinner).
+    """
+    n = px_offsets.size - 1
+    n_bounds, n_cum = bounds.shape[1], cum_levels.size
+    depth = np.zeros((n, n_bounds))
+    cum = np.zeros((n, n_cum))
+    weighted = np.zeros(n)
+    last_px = np.full(n, np.nan)
+    head_px = np.full((n, head), np.nan)
+    head_sz = np.full((n, head), np.nan)
+    for r in range(n):
+        p0, s0 = px_offsets[r], sz_offsets[r]
+        length = px_offsets[r + 1] - p0
+        k = min(length, levels)
+        total, wsum, c = 0.0, 0.0, 0
+        for i in range(k):
+            s = sz[s0 + i]
+            total += s
+            wsum += weights[i] * s
+            while c < n_cum and cum_levels[c] == i + 1:
+                cum[r, c] = total
+                c += 1
+        while c < n_cum:  # a thinner book: its missing levels count 0
+            cum[r, c] = total
+            c += 1
+        weighted[r] = wsum
+        if k > 0:
+            last_px[r] = px[p0 + k - 1]
+        for i in range(min(length, head)):
+            head_px[r, i] = px[p0 + i]
+            head_sz[r, i] = sz[s0 + i]
+        # One tight loop per bound over every level (a row's levels stay in L1 cache);
+        # (p - bound) against 0 is the formula's own arithmetic.
+        for j in range(n_bounds):
+            bound, acc = bounds[r, j], 0.0
+            if is_bid:
+                for i in range(length):
+                    if px[p0 + i] - bound >= 0.0:
+                        acc += sz[s0 + i]
+            else:
+                for i in range(length):
+                    if px[p0 + i] - bound <= 0.0:
+                        acc += sz[s0 + i]
+            depth[r, j] = acc
+    return depth, cum, weighted, last_px, head_px, head_sz
+
+
+def _first_level(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Level 1 of every row (NaN for an empty side), read straight from the flat values."""
+    lengths = np.diff(offsets)
+    first = np.full(lengths.size, np.nan)
+    present = lengths > 0
+    first[present] = values[offsets[:-1][present]]
+    return first
+
+
+def book_batch(batch: pa.RecordBatch | pa.Table, cfg: FeatureConfig) -> pl.DataFrame:
+    """The per-row book quantities of one batch of snapshots (columns `SNAPSHOT_COLUMNS`).
+
+    Columns: `ts`, `gap`; `_bp{i}`, `_bs{i}`, `_ap{i}`, `_as{i}` for the first
+    max(1, ofi_levels) levels; `_depth_{side}_{x}bps`; `_cum_{side}_{k}` (size over levels
+    1..k, for the cumulative imbalance levels and `levels`); `_ew_{side}` (weighted size);
+    `_last_{side}` (price of level min(levels, depth)). Missing values are null.
+    """
+    head = max(1, cfg.ofi_levels)
+    cum_levels = np.array(sorted({*cfg.cumulative_imbalance_levels, cfg.levels}), np.int64)
+    weights = np.array([math.exp(-cfg.ew_imbalance_decay * i) for i in range(cfg.levels)])
+    sides = {}
+    for side, px_name, sz_name, _, _ in _SIDES:
+        px_off, px, null_rows = list_levels(batch.column(px_name), fill=np.nan)
+        sz_off, sz, _ = list_levels(batch.column(sz_name), fill=0.0)
+        if not np.array_equal(np.diff(px_off), np.diff(sz_off)):
+            raise UserError(f"A snapshot row has {px_name} and {sz_name} lists of different "
+                            "lengths; the partition is damaged, write it again with replay.")
+        sides[side] = (px_off, px, sz_off, sz, null_rows)
+    mid = (_first_level(*sides["bid"][:2]) + _first_level(*sides["ask"][:2])) / 2
+    columns = [pl.Series("ts", batch.column("ts")), pl.Series("gap", batch.column("gap"))]
+
+    def walk(side: str) -> tuple[np.ndarray, ...]:
+        px_off, px, sz_off, sz, _ = sides[side]
+        is_bid = side == "bid"
+        scale = np.array([1 - x * BPS if is_bid else 1 + x * BPS for x in cfg.depth_bps])
+        return walk_side(px_off, px, sz_off, sz, mid[:, None] * scale[None, :], is_bid,
+                         cfg.levels, cum_levels, weights, head)
+
+    # The kernel releases the GIL: the two sides walk on the two cores at once.
+    ask_walk = _SIDE_POOL.submit(walk, "ask")
+    walks = {"bid": walk("bid"), "ask": ask_walk.result()}
+    for side, _, _, px_short, sz_short in _SIDES:
+        depth, cum, weighted, last_px, head_px, head_sz = walks[side]
+        null_rows = sides[side][4]
+        if null_rows is not None:
+            depth[null_rows] = np.nan  # a null list sums to null, an empty one to 0
+        named = [
+            *[(f"_depth_{side}_{x:g}bps", depth[:, j]) for j, x in enumerate(cfg.depth_bps)],
+            *[(f"_cum_{side}_{k}", cum[:, j]) for j, k in enumerate(cum_levels)],
+            (f"_ew_{side}", weighted), (f"_last_{side}", last_px),
+            *[(f"_{px_short}{i}", head_px[:, i]) for i in range(head)],
+            *[(f"_{sz_short}{i}", head_sz[:, i]) for i in range(head)],
+        ]
+        columns += [pl.Series(name, values, nan_to_null=True) for name, values in named]
+    return pl.DataFrame(columns)
+
+
+def prepare_book(batches: Iterable[pa.RecordBatch | pa.Table], cfg: FeatureConfig) -> pl.DataFrame:
+    """Per-row book quantities of a partition's snapshot batches, sorted by time, with
+    `_ts_ns`, `_seg` (gap segment) and the level-1 book columns."""
+    frames = [book_batch(b, cfg) for b in batches]
+    if not frames:  # a partition without rows still has the columns
+        empty = SNAPSHOT_SCHEMA
+        frames = [book_batch(pa.RecordBatch.from_pylist(
+            [], pa.schema([empty.field(c) for c in SNAPSHOT_COLUMNS])), cfg)]
+    book = pl.concat(frames, rechunk=True) if len(frames) > 1 else frames[0]
+    if not book["ts"].is_sorted():
+        book = book.sort("ts", maintain_order=True)
+    return book.with_columns(
+        pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
+        # A gap row opens a new segment: nothing is computed across segments.
+        pl.col("gap").fill_null(False).cast(pl.Int64).cum_sum().alias("_seg"),
+        pl.col("_bp0").alias("best_bid"),
+        pl.col("_ap0").alias("best_ask"),
+        pl.col("_bs0").alias("best_bid_sz"),
+        pl.col("_as0").alias("best_ask_sz"),
+        ((pl.col("_bp0") + pl.col("_ap0")) / 2).alias("mid"),
     )
 
 
@@ -137,27 +289,21 @@ def spread_features() -> list[pl.Expr]:
 
 
 def depth_features(depth_bps: tuple[float, ...]) -> list[pl.Expr]:
-    """Size resting within x bps of the mid on each side (all stored levels)."""
-    out = []
-    for x in depth_bps:
-        name = f"{x:g}bps"
-        bid_floor = pl.col("mid") * (1 - x * BPS)
-        ask_cap = pl.col("mid") * (1 + x * BPS)
-        bid_in = (pl.col("bid_px") - bid_floor).list.eval(pl.element() >= 0).cast(
-            pl.List(pl.Float64))
-        ask_in = (pl.col("ask_px") - ask_cap).list.eval(pl.element() <= 0).cast(
-            pl.List(pl.Float64))
-        out.append((pl.col("bid_sz") * bid_in).list.sum().alias(f"depth_bid_{name}"))
-        out.append((pl.col("ask_sz") * ask_in).list.sum().alias(f"depth_ask_{name}"))
-    return out
+    """Size resting within x bps of the mid on each side (all stored levels, summed in
+    `walk_side`): bids priced >= mid(1 - x 1e-4), asks priced <= mid(1 + x 1e-4)."""
+    return [
+        pl.col(f"_depth_{side}_{x:g}bps").alias(f"depth_{side}_{x:g}bps")
+        for x in depth_bps
+        for side in ("bid", "ask")
+    ]
 
 
 def slope_features(levels: int) -> list[pl.Expr]:
     """Cumulative size over the first `levels` levels per bp of distance to the last of them."""
     out = []
-    for side, px, sz, sign in (("bid", "bid_px", "bid_sz", 1), ("ask", "ask_px", "ask_sz", -1)):
-        size = pl.col(sz).list.slice(0, levels).list.sum()
-        last_px = pl.col(px).list.slice(0, levels).list.last()
+    for side, sign in (("bid", 1), ("ask", -1)):
+        size = pl.col(f"_cum_{side}_{levels}")
+        last_px = pl.col(f"_last_{side}")
         distance_bps = sign * (pl.col("mid") - last_px) / pl.col("mid") / BPS
         out.append(_safe_ratio(size, distance_bps).alias(f"slope_{side}"))
     return out
@@ -174,12 +320,10 @@ def imbalance_features(cfg: FeatureConfig) -> list[pl.Expr]:
                     _level_size("bs", 0) + _level_size("as", 0)).alias("imb_1")
     ]
     for k in cfg.cumulative_imbalance_levels:
-        bid = pl.sum_horizontal([_level_size("bs", i) for i in range(k)])
-        ask = pl.sum_horizontal([_level_size("as", i) for i in range(k)])
+        bid, ask = pl.col(f"_cum_bid_{k}"), pl.col(f"_cum_ask_{k}")
         out.append(_safe_ratio(bid - ask, bid + ask).alias(f"imb_cum_{k}"))
-    weights = [math.exp(-cfg.ew_imbalance_decay * i) for i in range(cfg.levels)]
-    bid = pl.sum_horizontal([w * _level_size("bs", i) for i, w in enumerate(weights)])
-    ask = pl.sum_horizontal([w * _level_size("as", i) for i, w in enumerate(weights)])
+    # weights w_i = exp(-decay * i) over the first `levels` levels, applied in `walk_side`
+    bid, ask = pl.col("_ew_bid"), pl.col("_ew_ask")
     out.append(_safe_ratio(bid - ask, bid + ask).alias("imb_ew"))
     return out
 
@@ -275,10 +419,14 @@ def snapshot_features(
         for w in cfg.lookbacks_ns
     ]
     window_rows = sorted({1} | {n for _, n in windows})
-    lf = book.with_columns(window_ok(n, interval_ns).alias(f"_ok{n}") for n in window_rows)
+    lf = book
     if trades is not None:
-        lf = lf.join(trade_buckets(trades, lf), on="ts", how="left", maintain_order="left").with_columns(
+        # Bucketed against the bare grid: handing it the full frame made polars evaluate
+        # that frame's plan twice.
+        lf = lf.join(trade_buckets(trades, book.select("ts")), on="ts", how="left",
+                     maintain_order="left").with_columns(
             pl.col("_buy").fill_null(0.0), pl.col("_sell").fill_null(0.0))
+    lf = lf.with_columns(window_ok(n, interval_ns).alias(f"_ok{n}") for n in window_rows)
     lf = lf.with_columns(
         pl.when(_ok(1)).then((pl.col("mid") / pl.col("mid").shift(1)).log()).alias("_r1"),
         *[order_flow_imbalance_event(i).alias(f"_ofi{i}") for i in range(cfg.ofi_levels)],
@@ -303,13 +451,9 @@ def snapshot_features(
 
 def feature_names(cfg: FeatureConfig, interval_ns: int = NS_PER_UNIT["s"]) -> list[str]:
     """The model-input columns a feature set writes, in order (microprice last if fitted)."""
-    probe = pl.LazyFrame(schema={
-        "ts": pl.Datetime("ns", "UTC"), "gap": pl.Boolean,
-        **{c: pl.List(pl.Float64) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")},
-    })
     trades = pl.LazyFrame(schema={"ts_recv": pl.Datetime("ns", "UTC"), "size": pl.Float64,
                                   "side": pl.Int8})
-    lf = snapshot_features(prepare_book(probe, cfg.levels), trades, cfg, interval_ns)
+    lf = snapshot_features(prepare_book([], cfg).lazy(), trades, cfg, interval_ns)
     names = [c for c in lf.collect_schema().names() if c in BOOK_COLUMNS or is_feature_column(c)]
     return [*BOOK_COLUMNS, *[c for c in names if c not in BOOK_COLUMNS]] + (
         ["microprice"] if cfg.microprice else [])

@@ -112,3 +112,14 @@ def books() -> SimpleNamespace:
         write_snapshots=write_snapshots, trades_table=trades_table, write_trades=write_trades,
         flat_rows=flat_rows,
     )
+
+
+@pytest.fixture(scope="session")
+def binance_btc(tmp_path_factory, captures_dir) -> Path:
+    """The BTCUSDT capture replayed at 1 s, 100 levels (the collector's own replay)."""
+    from collector.replay import replay_captures
+
+    root = tmp_path_factory.mktemp("binance")
+    replay_captures([captures_dir / "binance-spot" / "btcusdt_20240808-09.jsonl.gz"], root,
+                    interval_ns=SECOND, depth=100)
+    return root

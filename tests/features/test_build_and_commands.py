@@ -98,17 +98,6 @@ def test_commands_raise_a_one_sentence_user_error_on_an_empty_data_dir(tmp_path)
 # ---------------------------------------------------------------- the real Binance capture
 
 
-@pytest.fixture(scope="session")
-def binance_btc(tmp_path_factory, captures_dir) -> Path:
-    """The BTCUSDT capture replayed at 1 s, 100 levels (the collector's own replay)."""
-    from collector.replay import replay_captures
-
-    root = tmp_path_factory.mktemp("binance")
-    replay_captures([captures_dir / "binance-spot" / "btcusdt_20240808-09.jsonl.gz"], root,
-                    interval_ns=S, depth=100)
-    return root
-
-
 def direct_opportunities(root: Path, h: int, fee_bps: float) -> tuple[int, int, int, float]:
     """Rows, long wins, short wins, sum |move| bps: a plain loop over each partition's rows."""
     rows = longs = shorts = 0

@@ -1,0 +1,75 @@
+"""`bookcast dashboard`: start the Streamlit app on 127.0.0.1 and print where it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bookcast.errors import UserError
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def _check_port(port: int) -> None:
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise UserError(f"The port {port} is not a TCP port; use one from 1 to 65535.")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise UserError(f"The port {port} on 127.0.0.1 is already in use; pass another "
+                            "with --port.") from None
+
+
+def streamlit_command(port: int) -> list[str]:
+    """The `streamlit run` command line: loopback only, no browser, no usage statistics."""
+    import sys
+
+    return [sys.executable, "-m", "streamlit", "run", str(APP),
+            "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+            "--client.toolbarMode", "minimal"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("dashboard")
+    def dashboard(
+        data_dir: Path | None = typer.Option(
+            None, "--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data)."),
+        port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."),
+        metrics_url: str | None = typer.Option(
+            None, "--metrics-url",
+            help="The collector's Prometheus endpoint (default $BOOKCAST_METRICS_URL or "
+                 "http://127.0.0.1:9108/metrics)."),
+    ) -> None:
+        """Browse books, features, models and backtests in a Streamlit app on 127.0.0.1."""
+        import os
+        import subprocess
+
+        from bookcast.paths import DATA_DIR_ENV, data_root
+        from dashboard.health import DEFAULT_METRICS_URL, METRICS_URL_ENV
+
+        root = data_root(data_dir)
+        if data_dir is not None and not root.is_dir():
+            raise UserError(f"The data directory {root} does not exist or is not a folder.")
+        _check_port(port)
+        env = dict(os.environ)
+        env[DATA_DIR_ENV] = str(root.resolve())
+        env[METRICS_URL_ENV] = metrics_url or env.get(METRICS_URL_ENV, DEFAULT_METRICS_URL)
+        typer.echo(f"bookcast dashboard: http://127.0.0.1:{port}  (data root {root.resolve()})")
+        proc = subprocess.Popen(streamlit_command(port), env=env)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+        if code != 0:
+            raise typer.Exit(code)

@@ -1,0 +1,172 @@
+"""Model subcommands: train, runs, predict, walkforward. Thin calls into models.*."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data).")]
+
+
+def _config(model: str, horizon: str, loss: str, sampler: str, device: str, epochs: int,
+            seed: int, feature_set: str, venue: str | None, symbol: str | None,
+            fee_bps: float | None, batch_size: int, window: int) -> object:
+    from bookcast.timeutil import parse_duration_ns
+    from models.config import TrainConfig
+
+    return TrainConfig(model=model, horizon_ns=parse_duration_ns(horizon, what="horizon"),
+                       loss=loss, sampler=sampler, device=device, epochs=epochs, seed=seed,
+                       feature_set=feature_set, venue=venue, symbol=symbol, fee_bps=fee_bps,
+                       batch_size=batch_size, window=window).validate()
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("", "macro-F1", "val macro-F1", "P up", "P down", "break-even P up",
+                "break-even P down", "trades", "net bps"):
+        table.add_column(col, justify="right" if col else "left")
+    rows = [("model", metrics), *metrics.get("baselines", {}).items()]
+    for name, m in rows:
+        be = m.get("break_even", {})
+        table.add_row(name, _fmt(m["macro_f1"]), _fmt(m.get("validation", {}).get("macro_f1")),
+                      _fmt(m["per_class"]["up"]["precision"]),
+                      _fmt(m["per_class"]["down"]["precision"]),
+                      _fmt(be.get("up", {}).get("break_even_precision")),
+                      _fmt(be.get("down", {}).get("break_even_precision")),
+                      _fmt(m["n_trades"]), _fmt(m["net_pnl_bps"], 1))
+    console = Console(width=140)
+    console.print(table)
+    if "verdict" in metrics:
+        console.print(metrics["verdict"])
+
+
+def train(
+    data_dir: DataDir = None,
+    model: Annotated[str, typer.Option(help="logistic, lightgbm, mlp or deeplob.")] = "lightgbm",
+    horizon: Annotated[str, typer.Option(help="Label horizon, e.g. 10s.")] = "10s",
+    loss: Annotated[str, typer.Option(help="ce, weighted-ce or focal (PyTorch models).")] = "weighted-ce",
+    sampler: Annotated[str, typer.Option(help="none or balanced (training split only).")] = "none",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (PyTorch models).")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    feature_set: Annotated[str, typer.Option("--set", help="Feature set name.")] = "default",
+    venue: Annotated[str | None, typer.Option(help="Venue, when the dataset holds several.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Symbol, when the dataset holds several.")] = None,
+    fee_bps: Annotated[float | None, typer.Option(help="Taker fee per side for the decision rule (default: the labels' fee).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size (PyTorch models).")] = 256,
+    window: Annotated[int, typer.Option(help="DeepLOB input window in snapshots.")] = 100,
+    monotone: Annotated[bool, typer.Option(help="LightGBM: constrain p_up to rise with bid pressure.")] = False,
+) -> None:
+    """Train a model and every baseline; write an immutable runs/<run_id>/."""
+    import json
+
+    from models.runs import train_run
+
+    config = _config(model, horizon, loss, sampler, device, epochs, seed, feature_set, venue,
+                     symbol, fee_bps, batch_size, window)
+    config.monotone = monotone
+    run_dir = train_run(data_dir, config, progress=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    _print_metrics(metrics, f"{run_dir.name} (test split)")
+    typer.echo(f"run written to {run_dir}")
+
+
+def runs(data_dir: DataDir = None) -> None:
+    """List runs with their key metrics side by side."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.runs import list_runs
+
+    rows = list_runs(data_dir)
+    if not rows:
+        typer.echo("no runs yet; train one with `bookcast train`")
+        return
+    table = Table(title="runs")
+    cols = ("run_id", "kind", "model", "horizon", "venue", "symbol", "fee_bps", "macro_f1",
+            "val_macro_f1", "best_baseline", "best_baseline_macro_f1", "n_trades",
+            "net_pnl_bps", "beats_baselines")
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(_fmt(r[c]) for c in cols))
+    Console(width=200).print(table)
+
+
+def predict(
+    run: Annotated[str, typer.Option("--run", help="Run id (under DATA_DIR/runs) or run directory.")],
+    data_dir: DataDir = None,
+    out: Annotated[Path | None, typer.Option(help="Output Parquet file.")] = None,
+) -> None:
+    """Score the features under DATA_DIR with a stored run and its normalisation."""
+    from models.runs import predict_with_run
+
+    path, report = predict_with_run(run, data_dir, out)
+    typer.echo(f"predictions written to {path}")
+    if report is not None:
+        typer.echo(f"on labelled rows: macro-F1 {report['macro_f1']:.3f}, "
+                   f"{report['n_trades']} trades, net {report['net_pnl_bps']:.1f} bps")
+
+
+def walkforward(
+    data_dir: DataDir = None,
+    model: Annotated[str, typer.Option(help="logistic, lightgbm, mlp or deeplob.")] = "lightgbm",
+    horizon: Annotated[str, typer.Option(help="Label horizon, e.g. 10s.")] = "10s",
+    train_window: Annotated[str, typer.Option(help="Training window, e.g. 6h.")] = "6h",
+    step: Annotated[str, typer.Option(help="Test block and step, e.g. 1h.")] = "1h",
+    loss: Annotated[str, typer.Option(help="ce, weighted-ce or focal.")] = "weighted-ce",
+    sampler: Annotated[str, typer.Option(help="none or balanced.")] = "none",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (PyTorch models).")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    feature_set: Annotated[str, typer.Option("--set", help="Feature set name.")] = "default",
+    venue: Annotated[str | None, typer.Option(help="Venue.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Symbol.")] = None,
+    fee_bps: Annotated[float | None, typer.Option(help="Taker fee per side.")] = None,
+    window: Annotated[int, typer.Option(help="DeepLOB input window in snapshots.")] = 100,
+) -> None:
+    """Retrain on a rolling window and test on the next block; report each block and all."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bookcast.timeutil import parse_duration_ns
+    from models.pipeline import BASELINES
+    from models.walkforward import walk_forward
+
+    config = _config(model, horizon, loss, sampler, device, epochs, seed, feature_set, venue,
+                     symbol, fee_bps, 256, window)
+    run_dir, summary = walk_forward(
+        data_dir, config, parse_duration_ns(train_window, what="train window"),
+        parse_duration_ns(step, what="step"), progress=True)
+    table = Table(title=f"walk-forward {model} (test blocks)")
+    table.add_column("block test start")
+    for name in ("model", *BASELINES):
+        table.add_column(f"{name} F1 / net bps", justify="right")
+    for b in summary["blocks"]:
+        table.add_row(b["test_start"], *(f"{b[n]['macro_f1']:.3f} / {b[n]['net_pnl_bps']:.1f}"
+                                          for n in ("model", *BASELINES)))
+    agg = summary["aggregate"]
+    table.add_row("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
+                                  for n in ("model", *BASELINES)))
+    Console(width=200).print(table)
+    typer.echo(f"walk-forward written to {run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("runs")(runs)
+    app.command("predict")(predict)
+    app.command("walkforward")(walkforward)

@@ -1,0 +1,98 @@
+"""Runs: what a run directory holds, predict reproduces it, listing, immutability, the
+other models end to end, walk-forward, and user errors at the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from book_fixture import NS
+
+from bookcast.errors import UserError
+from bookcast.schema import PREDICTION_COLUMNS
+from models.config import TrainConfig
+from models.runs import find_run, list_runs, predict_with_run, train_run
+from models.walkforward import walk_forward
+
+
+def test_a_run_holds_model_config_metrics_predictions_and_plots(lightgbm_run):
+    names = {p.name for p in lightgbm_run.iterdir()}
+    assert {"model.pkl", "run.json", "metrics.json", "normalisation.json",
+            "predictions.parquet", "confusion.png", "pr_curves.png",
+            "calibration.png"} <= names
+    run = json.loads((lightgbm_run / "run.json").read_text())
+    for key in ("run_id", "model", "horizon", "horizon_ns", "feature_set", "venue", "symbol",
+                "fee_bps", "feature_names", "data_range", "dataset_fingerprint",
+                "code_version", "device", "config", "splits"):
+        assert key in run, key
+    assert run["horizon"] == "10s" and run["horizon_ns"] == 10 * NS
+    metrics = json.loads((lightgbm_run / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"always_flat", "imbalance_rule", "logistic_imbalance"}
+    for report in (metrics, *metrics["baselines"].values()):
+        assert 0.0 <= report["macro_f1"] <= 1.0
+        assert set(report["per_class"]) == {"down", "flat", "up"}
+        assert {"break_even_precision", "achieved_precision"} <= set(report["break_even"]["up"])
+    assert "verdict" in metrics
+    preds = pl.read_parquet(lightgbm_run / "predictions.parquet")
+    assert tuple(preds.columns[:7]) == PREDICTION_COLUMNS
+    test = run["splits"]["test"]
+    ts = preds["ts"].dt.epoch("ns")
+    assert ts.min() == test["first_ts"] and ts.max() == test["last_ts"]
+    assert len(preds) == test["rows"]
+
+
+def test_predict_reproduces_the_runs_test_predictions(tmp_path, book_data_dir, lightgbm_run):
+    out, report = predict_with_run(lightgbm_run.name, book_data_dir, tmp_path / "p.parquet")
+    assert report is not None
+    stored = pl.read_parquet(lightgbm_run / "predictions.parquet")
+    fresh = pl.read_parquet(out).join(stored.select("ts"), on="ts", how="semi").sort("ts")
+    np.testing.assert_allclose(fresh["p_up"].to_numpy(), stored.sort("ts")["p_up"].to_numpy())
+    assert (fresh["signal"] == stored.sort("ts")["signal"]).all()
+
+
+def test_runs_are_listed_and_immutable(book_data_dir, lightgbm_run):
+    rows = {r["run_id"]: r for r in list_runs(book_data_dir)}
+    assert rows["lightgbm-fixture"]["model"] == "lightgbm"
+    with pytest.raises(UserError, match="already exists"):
+        train_run(book_data_dir, TrainConfig(model="logistic", feature_set="compact", window=20),
+                  run_id="lightgbm-fixture")
+    with pytest.raises(UserError, match="Unknown run"):
+        find_run(book_data_dir, "no-such-run")
+
+
+def test_deeplob_trains_end_to_end_on_book_windows(book_data_dir):
+    config = TrainConfig(model="deeplob", feature_set="compact", window=20, epochs=1,
+                         batch_size=64, max_train_rows=192)
+    run_dir = train_run(book_data_dir, config, run_id="deeplob-tiny")
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["input_kind"] == "sequence" and (run_dir / "model.pt").exists()
+    assert not list((book_data_dir / "runs" / ".checkpoints").glob("*.pt"))  # cleaned up
+    _, report = predict_with_run(run_dir.name, book_data_dir, run_dir.parent / "dl.parquet")
+    assert report is not None
+
+
+def test_walk_forward_reports_every_block_and_the_aggregate(book_data_dir):
+    config = TrainConfig(model="logistic", feature_set="compact", window=20)
+    run_dir, summary = walk_forward(book_data_dir, config, 20 * 60 * NS, 5 * 60 * NS)
+    assert len(summary["blocks"]) >= 3
+    assert set(summary["aggregate"]) == {"model", "always_flat", "imbalance_rule",
+                                         "logistic_imbalance"}
+    starts = [b["test_start"] for b in summary["blocks"]]
+    assert starts == sorted(starts)
+    assert (run_dir / "predictions.parquet").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "xgboost"], "Unknown model 'xgboost'"),
+    (["train", "--model", "lightgbm"], "No features dataset"),
+])
+def test_user_mistakes_end_in_one_sentence_and_exit_2(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-c", "from bookcast.cli import main; main()",
+                           *args, "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
