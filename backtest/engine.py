@@ -138,6 +138,8 @@ def _prediction_arrays(predictions: pl.DataFrame) -> dict[str, np.ndarray]:
         "p_flat": frame["p_flat"].cast(pl.Float64).to_numpy(),
         "p_up": frame["p_up"].cast(pl.Float64).to_numpy(),
         "y": frame["y"].cast(pl.Float64).fill_null(0.0).to_numpy(),
+        **({"signal": frame["signal"].cast(pl.Float64).fill_null(0.0).to_numpy()}
+           if "signal" in frame.columns else {}),
     }
 
 
@@ -283,7 +285,7 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
     rng = np.random.default_rng(config.seed)
 
     sides = signals.prediction_sides(arrays["p_down"], arrays["p_flat"], arrays["p_up"],
-                                     config.threshold)
+                                     config.threshold, arrays.get("signal"))
     decisions = {"model": signals.schedule(pred_ts, sides, config.hold_ns)}
     if config.baselines:
         n = len(decisions["model"])

@@ -29,7 +29,8 @@ class Decisions:
 
 
 def parse_threshold(text: str | float) -> float | None:
-    """'auto' means the model's own argmax (None); a number is a minimum class probability."""
+    """'auto' (None): the run's own decision rule, tuned on validation (its `signal`
+    column), else the model's argmax; a number is a minimum class probability."""
     if isinstance(text, str) and text.strip().lower() == "auto":
         return None
     try:
@@ -42,13 +43,18 @@ def parse_threshold(text: str | float) -> float | None:
 
 
 def prediction_sides(p_down: np.ndarray, p_flat: np.ndarray, p_up: np.ndarray,
-                     threshold: float | None) -> np.ndarray:
+                     threshold: float | None, run_signal: np.ndarray | None = None
+                     ) -> np.ndarray:
     """+1 / -1 / 0 per prediction row.
 
-    threshold None ('auto'): trade when up or down is the most probable class. No threshold
-    is fitted on these predictions: they are the test split, and fitting there is look-ahead.
+    threshold None ('auto'): the run's own `signal` when it stored one (its decision rule
+    was tuned on the validation split: trade only where the expected edge pays the
+    round-trip cost), else trade when up or down is the most probable class. Nothing is
+    fitted on these predictions: they are the test split, and fitting there is look-ahead.
     A number t: go long when p_up >= t and p_up > p_down, short symmetrically.
     """
+    if threshold is None and run_signal is not None:
+        return np.sign(run_signal).astype(np.int8)
     if threshold is None:
         up = (p_up > p_down) & (p_up > p_flat)
         down = (p_down > p_up) & (p_down > p_flat)

@@ -32,7 +32,7 @@ def parse_duration_ns(text: str | int, *, what: str = "duration") -> int:
             f"The {what} '{text}' is not a duration; write it like 100ms, 1s, 30s, 5m or 6h."
         )
     value, unit = match.groups()
-    ns = int(round(float(value) * NS_PER_UNIT[unit]))
+    ns = round(float(value) * NS_PER_UNIT[unit])
     return ns
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,12 @@ class Pipeline:
                  depth: int | None = 100, symbols: list[str] | None = None,
                  rotate_rows: int = DEFAULT_ROTATE_ROWS, rotate_ns: int | None = None,
                  on_snapshot_request: Callable[[SymbolState], None] | None = None,
-                 on_event: Callable[[str, SymbolState, str], None] | None = None) -> None:
+                 on_event: Callable[[str, SymbolState, str], None] | None = None,
+                 top_of_book_check: bool = False) -> None:
         self.venue_name = venue
         self.venue = venue_class(venue)(self)
+        # live: also subscribe to the venue's own top-of-book stream, to cross-check books
+        self.venue.top_of_book_streams = top_of_book_check
         self.root = Path(data_dir)
         self.interval_ns = interval_ns
         self.depth = depth
@@ -61,7 +65,7 @@ class Pipeline:
         self.snapshot_writers: dict[str, SnapshotWriter] = {}
         self.trade_writers: dict[str, TradeWriter] = {}
         self.top_check = TopCheck()
-        self._pending_refs = 0
+        self._waiting_refs: dict[str, deque[tuple[int, int, int]]] = {}
         self.parse_errors = 0
         self.messages = 0
         self.last_ts = 0
@@ -76,8 +80,8 @@ class Pipeline:
             self.last_ts = t
         self.messages += 1
         self.venue.on_record(rec)
-        if self._pending_refs:
-            self._check_pending_refs()
+        if self._waiting_refs:
+            self._check_waiting_refs()
 
     def sample_until(self, t: int) -> None:
         """Emit every grid row with grid time < t for the synchronised books."""
@@ -201,28 +205,26 @@ class Pipeline:
             return
         if seq is None or state.seq is None or seq < state.seq:
             return
-        waiting = state.extra.setdefault("ref_tops", [])
+        waiting = self._waiting_refs.get(state.symbol)
+        if waiting is None:
+            waiting = self._waiting_refs[state.symbol] = deque()
         if len(waiting) < 10_000:
             waiting.append((seq, bid, ask))
-            self._pending_refs += 1
 
-    def _check_pending_refs(self) -> None:
-        for state in self._states.values():
-            waiting = state.extra.get("ref_tops")
-            if not waiting:
-                continue
+    def _check_waiting_refs(self) -> None:
+        """Settle the waiting top-of-book references the books have now reached or passed."""
+        for symbol, waiting in list(self._waiting_refs.items()):
+            state = self._states[symbol]
             if not state.valid:
-                self._pending_refs -= len(waiting)
                 waiting.clear()
-                continue
-            keep = []
-            for seq, bid, ask in waiting:
-                if seq == state.seq:
-                    self._compare_top(state, seq, bid, ask)
-                elif seq > state.seq:
-                    keep.append((seq, bid, ask))
-            self._pending_refs -= len(waiting) - len(keep)
-            state.extra["ref_tops"] = keep
+            else:
+                # references arrive in sequence order: only the head can be due
+                while waiting and waiting[0][0] <= state.seq:
+                    seq, bid, ask = waiting.popleft()
+                    if seq == state.seq:
+                        self._compare_top(state, seq, bid, ask)
+            if not waiting:
+                del self._waiting_refs[symbol]
 
     def _compare_top(self, state: SymbolState, seq: int | None, bid: int, ask: int) -> None:
         best_bid, best_ask = state.book.best_bid(), state.book.best_ask()

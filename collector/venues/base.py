@@ -24,8 +24,14 @@ class Venue:
     # tick sizes known without a REST call; others come from REST replies or inference
     tick_sizes: ClassVar[dict[str, float]] = {}
 
+    # most diffs a book buffers while it waits for a snapshot; older ones are dropped
+    max_buffered: ClassVar[int] = 50_000
+
     def __init__(self, sink: FeedSink) -> None:
         self.sink = sink
+        # subscribe live to the venue's own top-of-book stream (Binance bookTicker) so
+        # every rebuilt book is cross-checked; off by default, it is most of the traffic
+        self.top_of_book_streams = False
 
     # -- dispatch ---------------------------------------------------------------
     def on_record(self, rec: CaptureRecord) -> None:

@@ -36,7 +36,9 @@ class BinanceSpot(Venue):
         streams = []
         for s in symbols:
             low = s.lower()
-            streams += [f"{low}@{self.depth_stream}", f"{low}@trade", f"{low}@bookTicker"]
+            streams += [f"{low}@{self.depth_stream}", f"{low}@trade"]
+            if self.top_of_book_streams:
+                streams.append(f"{low}@bookTicker")
         return f"{self.ws_base}/stream?streams={'/'.join(streams)}"
 
     def snapshot_url(self, symbol: str) -> str:
@@ -66,6 +68,8 @@ class BinanceSpot(Venue):
         state = self.sink.state(symbol)
         state.messages += 1
         if not state.valid:
+            if len(state.pending) >= self.max_buffered:
+                del state.pending[0]  # the snapshot will have to be newer than this diff
             state.pending.append((msg, ts_recv))
             if not state.snapshot_requests:
                 self.sink.request_snapshot(state)

@@ -1,0 +1,363 @@
+"""One venue's websocket and REST traffic: connect, subscribe, receive, back off, retry.
+
+Everything received becomes a `CaptureRecord` handed to `deliver`, which the service
+writes to the raw capture and feeds to the pipeline in one order, so a replay of the
+raw capture meets the same records the live pipeline met.
+
+- Reconnects back off exponentially (factor 2) with full jitter up to a cap; the
+  delay resets once a connection has delivered messages again.
+- A stream that says nothing for `stale_after_s` is closed and reopened.
+- HTTP 429 and 418 (Binance's ban) are honoured: wait `Retry-After` seconds, or
+  back off when the header is missing.
+- REST snapshot requests spend from a per-minute request-weight budget, kept below
+  the venue's published limit and corrected by the `X-MBX-USED-WEIGHT-1M` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, urlparse, urlunparse
+
+import orjson
+
+from collector.capture import CaptureRecord
+from collector.venues.base import Venue
+
+log = logging.getLogger("bookcast.daemon")
+
+Deliver = Callable[[CaptureRecord], Awaitable[None]]
+
+
+# -- Binance REST request weight ------------------------------------------------------------
+# Published limits (weight per minute per IP) and depth-snapshot weights by `limit`.
+# They belong with the venue modules; they sit here until base.Venue grows a hook for them.
+REST_WEIGHT_LIMITS = {"binance-spot": 6000, "binance-usdm": 2400}
+BUDGET_SHARE = 0.5  # leave half of the IP's budget to other processes on the same machine
+
+
+def depth_request_weight(venue: str, url: str) -> int:
+    """The request weight of a depth snapshot, from its `limit` parameter."""
+    limit = int(parse_qs(urlparse(url).query).get("limit", ["100"])[0])
+    if venue == "binance-usdm":
+        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+class WeightBudget:
+    """A sliding one-minute window of spent request weight."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.spent: deque[tuple[float, int]] = deque()
+        self.waits = 0
+
+    def used(self) -> int:
+        horizon = self.clock() - 60.0
+        while self.spent and self.spent[0][0] <= horizon:
+            self.spent.popleft()
+        return sum(w for _, w in self.spent)
+
+    def delay_for(self, weight: int) -> float:
+        """Seconds until `weight` fits in the window (0 when it fits now)."""
+        if self.used() + weight <= self.per_minute or not self.spent:
+            return 0.0
+        needed = self.used() + weight - self.per_minute
+        freed = 0
+        for t, w in self.spent:
+            freed += w
+            if freed >= needed:
+                return max(0.0, t + 60.0 - self.clock())
+        return 60.0
+
+    async def acquire(self, weight: int) -> None:
+        while (delay := self.delay_for(weight)) > 0:
+            self.waits += 1
+            log.info("rest weight budget spent; waiting", extra={"fields": {
+                "delay_s": round(delay, 2), "used": self.used(), "limit": self.per_minute}})
+            await asyncio.sleep(delay)
+        self.spent.append((self.clock(), weight))
+
+    def observe_used(self, venue_used: int, venue_limit: int) -> None:
+        """The venue says how much of the IP's weight is spent; believe it if it is more."""
+        share = venue_used * self.per_minute / venue_limit
+        gap = int(share) - self.used()
+        if gap > 0:
+            self.spent.append((self.clock(), gap))
+
+
+# -- back-off ----------------------------------------------------------------------------------
+@dataclass
+class Backoff:
+    """Exponential back-off with full jitter: uniform(0, min(cap, initial * 2**attempt))."""
+
+    initial_s: float = 0.5
+    cap_s: float = 60.0
+    attempt: int = 0
+    rng: random.Random | None = None
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.initial_s * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        rng = self.rng or random
+        # never below a tenth of the ceiling, so a tight loop cannot form
+        return ceiling * (0.1 + 0.9 * rng.random())
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), if any."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def with_endpoint(url: str, endpoint: str | None) -> str:
+    """The venue's address sent to HOST:PORT over plain ws/http, keeping path and query."""
+    if endpoint is None:
+        return url
+    parts = urlparse(url)
+    scheme = {"wss": "ws", "https": "http"}.get(parts.scheme, parts.scheme)
+    return urlunparse(parts._replace(scheme=scheme, netloc=endpoint))
+
+
+class FatalVenueError(Exception):
+    """The venue refused the configuration itself (an unknown symbol): stop, do not retry."""
+
+
+# -- REST --------------------------------------------------------------------------------------
+@dataclass
+class RestCounters:
+    requests: int = 0
+    failures: int = 0
+    throttled: int = 0
+
+
+async def fetch_with_retry(session: Any, venue: str, url: str, budget: WeightBudget | None,
+                           backoff: Backoff, counters: RestCounters) -> tuple[str, int]:
+    """GET a REST snapshot until it succeeds; returns (body, receive time ns).
+
+    429/418 wait Retry-After; other failures back off. A 400 naming an invalid symbol is
+    a configuration mistake and raises FatalVenueError.
+    """
+    import aiohttp
+
+    weight = depth_request_weight(venue, url)
+    while True:
+        if budget is not None:
+            await budget.acquire(weight)
+        counters.requests += 1
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                body = await resp.text()
+                ts_ns = time.time_ns()
+                used = resp.headers.get("X-MBX-USED-WEIGHT-1M")
+                if budget is not None and used and used.isdigit():
+                    budget.observe_used(int(used), REST_WEIGHT_LIMITS.get(venue, 6000))
+                if resp.status == 200:
+                    backoff.reset()
+                    return body, ts_ns
+                if resp.status in (429, 418):
+                    counters.throttled += 1
+                    delay = retry_after_s(resp.headers)
+                    delay = backoff.next_delay() if delay is None else delay
+                    log.warning("rest request throttled", extra={"fields": {
+                        "venue": venue, "url": url, "status": resp.status,
+                        "retry_after_s": round(delay, 3)}})
+                    await asyncio.sleep(delay)
+                    continue
+                if resp.status == 400 and _invalid_symbol(body):
+                    symbol = parse_qs(urlparse(url).query).get("symbol", ["?"])[0]
+                    raise FatalVenueError(f"{venue} does not know the symbol '{symbol}' "
+                                          f"({body.strip()[:120]}).")
+                reason = f"HTTP {resp.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        counters.failures += 1
+        delay = backoff.next_delay()
+        log.warning("rest request failed; retrying", extra={"fields": {
+            "venue": venue, "url": url, "reason": reason, "retry_in_s": round(delay, 3)}})
+        await asyncio.sleep(delay)
+
+
+def _invalid_symbol(body: str) -> bool:
+    try:
+        reply = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(reply, dict) and reply.get("code") == -1121
+
+
+# -- websocket ------------------------------------------------------------------------------------
+@dataclass
+class StreamCounters:
+    messages: int = 0
+    bytes: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    disconnects: int = 0
+    stale: int = 0
+    connect_failures: int = 0
+    last_message_monotonic: float = 0.0
+
+
+class StreamConnection:
+    """One websocket to a venue, kept open for as long as the daemon runs."""
+
+    def __init__(self, venue: Venue, symbols: list[str], conn: str, endpoint: str | None,
+                 deliver: Deliver, stale_after_s: float, backoff: Backoff) -> None:
+        self.venue, self.symbols, self.conn = venue, symbols, conn
+        self.url = with_endpoint(venue.ws_url(symbols), endpoint)
+        self.deliver = deliver
+        self.stale_after_s = stale_after_s
+        self.backoff = backoff
+        self.counters = StreamCounters()
+        self.ws: Any = None
+        self._closing_reason: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus, WebSocketException
+
+        counters = self.counters
+        while not stop.is_set():
+            retry_after: float | None = None
+            reason = "closed"
+            opened = False
+            try:
+                async with connect(self.url, max_size=None, compression=None,
+                                   ping_interval=20, ping_timeout=20, close_timeout=2,
+                                   open_timeout=10, max_queue=64) as ws:
+                    self.ws = ws
+                    opened = True
+                    if counters.connects:
+                        counters.reconnects += 1
+                    counters.connects += 1
+                    counters.last_message_monotonic = time.monotonic()
+                    await self.deliver(CaptureRecord(time.time_ns(), "connect", self.conn, None,
+                                                     self.url))
+                    log.info("connected", extra={"fields": {
+                        "venue": self.venue.name, "conn": self.conn, "url": self.url,
+                        "connects": counters.connects}})
+                    for text in self.venue.subscribe_messages(self.symbols):
+                        await ws.send(text)
+                        await self.deliver(CaptureRecord(time.time_ns(), "send", self.conn,
+                                                         text, self.url))
+                    watchdog = asyncio.create_task(self._watch(ws))
+                    try:
+                        await self._receive(ws)
+                    finally:
+                        watchdog.cancel()
+                    reason = self._closing_reason or _close_reason(ws)
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                reason = f"handshake refused with HTTP {status}"
+                if status in (429, 418):
+                    retry_after = retry_after_s(exc.response.headers)
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.ws = None
+            if stop.is_set():
+                break
+            if opened:
+                counters.disconnects += 1
+            else:
+                counters.connect_failures += 1
+            self._closing_reason = None
+            delay = retry_after if retry_after is not None else self.backoff.next_delay()
+            event = "disconnected; reconnecting" if opened else "connection failed; retrying"
+            log.warning(event, extra={"fields": {
+                "venue": self.venue.name, "conn": self.conn, "url": self.url,
+                "reason": reason, "retry_in_s": round(delay, 3),
+                "attempt": self.backoff.attempt}})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _receive(self, ws: Any) -> None:
+        counters = self.counters
+        deliver, conn, clock = self.deliver, self.conn, time.time_ns
+        monotonic = time.monotonic
+        healthy = False
+        async for message in ws:
+            ts = clock()
+            counters.messages += 1
+            counters.last_message_monotonic = monotonic()
+            if isinstance(message, str):
+                counters.bytes += len(message)
+                rec = CaptureRecord(ts, "recv", conn, message)
+            else:
+                import base64
+
+                counters.bytes += len(message)
+                rec = CaptureRecord(ts, "recv", conn, None,
+                                    b64=base64.b64encode(message).decode())
+            await deliver(rec)
+            if not healthy:
+                healthy = True
+                self.backoff.reset()
+
+    async def _watch(self, ws: Any) -> None:
+        """Close a stream that has said nothing for stale_after_s; the run loop reopens it."""
+        period = max(0.05, self.stale_after_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            quiet = time.monotonic() - self.counters.last_message_monotonic
+            if quiet > self.stale_after_s:
+                self.counters.stale += 1
+                self._closing_reason = f"stale: no message for {quiet:.1f} s"
+                log.warning("stale stream", extra={"fields": {
+                    "venue": self.venue.name, "conn": self.conn,
+                    "quiet_s": round(quiet, 2)}})
+                await ws.close(code=4000, reason="stale")
+                return
+
+    async def send(self, text: str) -> bool:
+        """Send a message on the open connection (a resubscription); False when closed."""
+        ws = self.ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(text)
+        except Exception:
+            return False
+        await self.deliver(CaptureRecord(time.time_ns(), "send", self.conn, text, self.url))
+        return True
+
+    async def close(self) -> None:
+        """Close the open connection (shutdown); the run loop sees the stop event and ends."""
+        ws = self.ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close(code=1000, reason="shutdown")
+
+    async def reconnect(self, reason: str) -> None:
+        ws = self.ws
+        if ws is not None:
+            self._closing_reason = reason
+            await ws.close(code=4001, reason="resync")
+
+
+def _close_reason(ws: Any) -> str:
+    code = getattr(ws, "close_code", None)
+    text = getattr(ws, "close_reason", "") or ""
+    return f"closed by the peer (code {code}{', ' + text if text else ''})"
