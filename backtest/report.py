@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bookcast import terminal
+
 
 def _money(x: float | None) -> str:
     return "-" if x is None else f"{x:,.2f}"
@@ -67,7 +69,7 @@ def curve_table(stats: dict[str, Any]) -> Table | None:
 
 def print_report(config: dict[str, Any], stats: dict[str, Any], where: str | None = None,
                  console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or terminal.console()
     fee_text = f"{config['fee_bps']:g} bps taker ({config['fee_source']})"
     if config.get("maker"):
         fee_text += f", passive entries at {config.get('maker_fee_bps')} bps maker"

@@ -22,7 +22,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.daemon.conftest import Daemon, Emulator  # noqa: E402
+from collector.processes import DaemonProcess as Daemon  # noqa: E402
+from collector.processes import EmulatorProcess as Emulator  # noqa: E402
 
 CAPTURES = ROOT.parent / "shared" / "data" / "captures"
 TEN_STREAMS = {

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bookcast import terminal
 from bookcast.errors import UserError
 from bookcast.timeutil import parse_duration_ns
 
@@ -44,7 +45,6 @@ def replay(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Replay captures into the snapshots and trades Parquet datasets."""
-    from rich.console import Console
     from rich.table import Table
 
     from bookcast.paths import data_root
@@ -58,7 +58,7 @@ def replay(
                               what="interval"), parse_depth(depth), venue, symbol,
                               rotate_rows=rotate_rows, rotate_ns=rotate_ns,
                               progress=not quiet)
-    console = Console()
+    console = terminal.console()
     table = Table(title=f"replayed {summary.records:,} records in {summary.seconds:.1f} s")
     for col in ("venue", "symbol", "messages", "updates", "snapshots", "trades", "gaps",
                 "checksum fails"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bookcast import terminal
 from bookcast.errors import UserError
 
 
@@ -54,10 +55,9 @@ def inspect_data_dir(root: Path) -> list[Coverage]:
 
 
 def print_inventory(coverage: list[Coverage]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = terminal.console()
     if not coverage:
         console.print("This data directory holds no snapshots or trades yet. Start with "
                       "`bookcast simulate`, `bookcast replay CAPTURE` or `bookcast collect`.")

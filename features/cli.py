@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bookcast import terminal
 from bookcast.errors import UserError
 from bookcast.timeutil import parse_duration_ns
 
@@ -62,7 +63,6 @@ def opportunities(
     = "0,1,2,5,10,20",
 ) -> None:
     """Share of rows where a long or short would have paid spread and fees, per horizon and fee."""
-    from rich.console import Console
     from rich.table import Table
 
     from bookcast.paths import data_root
@@ -87,7 +87,7 @@ def opportunities(
                       f"{r['rows']:,}", pct(r["share_long"]), pct(r["share_short"]),
                       num(r["mean_abs_move_bps"]), num(r["round_trip_cost_bps"]),
                       num(r["move_over_cost"]))
-    console = Console()
+    console = terminal.console()
     console.print(table)
     console.print(f"saved {write_report(report, root)}")
 
@@ -99,7 +99,6 @@ def sql(
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
 ) -> None:
     """Query the Parquet datasets with duckdb."""
-    from rich.console import Console
     from rich.table import Table
 
     from features.sql import run_sql
@@ -111,7 +110,7 @@ def sql(
         table.add_column(c)
     for row in rows[:limit]:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    terminal.console().print(table)
 
 
 def register(app: typer.Typer) -> None:

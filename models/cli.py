@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from bookcast import terminal
+
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data).")]
 
 
@@ -30,8 +32,7 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-def _print_metrics(metrics: dict, title: str) -> None:
-    from rich.console import Console
+def print_metrics(metrics: dict, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
@@ -47,7 +48,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
                       _fmt(be.get("up", {}).get("break_even_precision")),
                       _fmt(be.get("down", {}).get("break_even_precision")),
                       _fmt(m["n_trades"]), _fmt(m["net_pnl_bps"], 1))
-    console = Console(width=140)
+    console = terminal.console()
     console.print(table)
     if "verdict" in metrics:
         console.print(metrics["verdict"])
@@ -80,13 +81,12 @@ def train(
     config.monotone = monotone
     run_dir = train_run(data_dir, config, progress=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    _print_metrics(metrics, f"{run_dir.name} (test split)")
+    print_metrics(metrics, f"{run_dir.name} (test split)")
     typer.echo(f"run written to {run_dir}")
 
 
 def runs(data_dir: DataDir = None) -> None:
     """List runs with their key metrics side by side."""
-    from rich.console import Console
     from rich.table import Table
 
     from models.runs import list_runs
@@ -103,7 +103,7 @@ def runs(data_dir: DataDir = None) -> None:
         table.add_column(c)
     for r in rows:
         table.add_row(*(_fmt(r[c]) for c in cols))
-    Console(width=200).print(table)
+    terminal.console().print(table)
 
 
 def predict(
@@ -139,7 +139,6 @@ def walkforward(
     window: Annotated[int, typer.Option(help="DeepLOB input window in snapshots.")] = 100,
 ) -> None:
     """Retrain on a rolling window and test on the next block; report each block and all."""
-    from rich.console import Console
     from rich.table import Table
 
     from bookcast.timeutil import parse_duration_ns
@@ -161,7 +160,7 @@ def walkforward(
     agg = summary["aggregate"]
     table.add_row("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
                                   for n in ("model", *BASELINES)))
-    Console(width=200).print(table)
+    terminal.console().print(table)
     typer.echo(f"walk-forward written to {run_dir}")
 
 
