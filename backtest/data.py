@@ -44,6 +44,10 @@ class Book:
         """The row each signal saw: the last snapshot at or before its time."""
         return np.searchsorted(self.ts, ts, side="right") - 1
 
+    def touch_prices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Best bid and best ask prices per row (NaN where a side is empty)."""
+        return (_first_level(self.bid_px, self.bid_off), _first_level(self.ask_px, self.ask_off))
+
     def touch_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Best bid and best ask sizes per row (NaN where a side is empty)."""
         return (_first_level(self.bid_sz, self.bid_off), _first_level(self.ask_sz, self.ask_off))

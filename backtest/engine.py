@@ -295,7 +295,9 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
         decisions["random"] = signals.random_decisions(pred_ts, n, baseline_hold, rng)
         decisions["imbalance_l1"] = signals.imbalance_decisions(pred_ts, imbalance, n,
                                                                 baseline_hold)
-        decisions["oracle"] = signals.oracle_decisions(pred_ts, arrays["y"], config.horizon_ns)
+        oracle = signals.oracle_sides(book, pred_ts, config.horizon_ns, latency_ns,
+                                      config.fee_bps)
+        decisions["oracle"] = signals.oracle_decisions(pred_ts, oracle, config.horizon_ns)
     fills = {name: _fill(book, d, config, latency_ns) for name, d in decisions.items()}
 
     w0 = int(max(book.signal_rows(pred_ts[:1])[0], 0))

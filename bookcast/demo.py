@@ -124,6 +124,11 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     symbols = [s.symbol for s in summary.streams if s.snapshots]
     runs = train_models(cfg, root, venue, symbols, horizon_ns)
 
+    if not runs:
+        raise UserError(f"No model could be trained on {root}: the data is too short for "
+                        f"train, validation and test splits with their embargo; simulate "
+                        f"more --hours.")
+
     # 7. backtests
     backtests = backtest_runs(cfg, root, runs, fees)
 
@@ -330,7 +335,8 @@ def print_verdict(rows: list[dict[str, Any]], fee_bps: float, cfg: DemoConfig,
         return "-" if x is None else f"{x:,.2f}"
 
     table = Table(title=f"verdict: out of sample (test split), {fee_bps:g} bps taker fee per "
-                        f"side, latency one snapshot, horizon {cfg.horizon}")
+                        f"side, latency one snapshot, horizon {cfg.horizon} (labels for "
+                        f"training assumed {cfg.label_fee_bps:g} bps)")
     for col in ("symbol", "strategy", "macro-F1", "trades", "gross edge", "spread", "fees",
                 "net PnL", "net/trade 95% CI", "break-even fee", "verdict"):
         table.add_column(col, justify="left" if col in ("symbol", "strategy", "verdict")
@@ -355,10 +361,16 @@ def print_verdict(rows: list[dict[str, Any]], fee_bps: float, cfg: DemoConfig,
         console.print(f"No model's net PnL per trade is above zero with 95% confidence at "
                       f"{fee_bps:g} bps: after spread and fees, these forecasts would not have "
                       f"made money. The break-even fee column says what fee they would need.")
-    small = [r for r in models if not r["n_trades"] or r["n_trades"] < 30]
-    if real or small:
-        console.print("[yellow]The sample is small (minutes of data, few trades): these "
+    oracle = [r for r in rows if r["strategy"] == "(oracle)"]
+    if oracle and all((r["net_pnl"] or 0.0) <= 0 for r in oracle):
+        console.print(f"Even perfect foresight (the oracle) makes nothing at {fee_bps:g} bps "
+                      f"over this horizon: the moves are smaller than the round-trip cost.")
+    if real:
+        console.print("[yellow]Real captures of a few minutes are too small a sample: these "
                       "figures cannot support a conclusion either way.[/yellow]")
+    elif any(r["n_trades"] and r["n_trades"] < 30 for r in models):
+        console.print("[yellow]Rows with fewer than 30 trades cannot support a conclusion "
+                      "either way.[/yellow]")
 
 
 def demo(

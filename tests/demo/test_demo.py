@@ -16,7 +16,7 @@ BOOKCAST = str(Path(sys.executable).parent / "bookcast")
 def test_reduced_demo_leaves_every_artefact_and_prints_the_verdict(tmp_path):
     data = tmp_path / "demo"
     proc = subprocess.run(
-        [BOOKCAST, "demo", "--data-dir", str(data), "--hours", "0.15", "--live-seconds", "6",
+        [BOOKCAST, "demo", "--data-dir", str(data), "--hours", "0.3", "--live-seconds", "6",
          "--models", "lightgbm,deeplob", "--deeplob-epochs", "1"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -39,14 +39,15 @@ def test_reduced_demo_leaves_every_artefact_and_prints_the_verdict(tmp_path):
     assert pl.read_parquet(data / "trades", hive_partitioning=True).height > 0
 
     # features with fee-aware labels, and the opportunity report
-    feats = pl.read_parquet(data / "features" / "default", hive_partitioning=True)
+    feats = pl.read_parquet(data / "features" / "default" / "**" / "*.parquet",
+                            hive_partitioning=True)
     assert {"fwd_ret_10s", "y_10s"} <= set(feats.columns)
     assert set(feats["y_10s"].drop_nulls().unique()) <= {-1, 0, 1}
     assert pq.read_table(data / "reports" / "opportunities.parquet").num_rows > 0
     assert "opportunities after spread and fees" in out
 
     # one run per (symbol, model), each with metrics for the model and every baseline
-    runs = sorted((data / "runs").iterdir())
+    runs = sorted(r for r in (data / "runs").iterdir() if not r.name.startswith("."))
     models = sorted(json.loads((r / "run.json").read_text())["model"] for r in runs)
     assert models == ["deeplob", "deeplob", "lightgbm", "lightgbm"]
     for run in runs:
@@ -56,7 +57,7 @@ def test_reduced_demo_leaves_every_artefact_and_prints_the_verdict(tmp_path):
         assert (run / "predictions.parquet").exists()
 
     # one backtest per run, with the cost decomposition and the comparison rows
-    backtests = sorted((data / "backtests").iterdir())
+    backtests = sorted(b for b in (data / "backtests").iterdir() if not b.name.startswith("."))
     assert len(backtests) == len(runs)
     for bt in backtests:
         stats = json.loads((bt / "stats.json").read_text())
