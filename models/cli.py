@@ -36,13 +36,20 @@ def print_metrics(metrics: dict, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("", "macro-F1", "val macro-F1", "P up", "P down", "break-even P up",
-                "break-even P down", "trades", "net bps"):
+    for col in ("", "macro-F1", "val macro-F1", "AP up (base)", "AP down (base)", "P up",
+                "P down", "break-even P up", "break-even P down", "trades", "net bps"):
         table.add_column(col, justify="right" if col else "left")
     rows = [("model", metrics), *metrics.get("baselines", {}).items()]
+
+    def skill(m: dict, side: str) -> str:
+        sk = m.get("probability_skill") or {}
+        ap, base = sk.get(f"average_precision_{side}"), sk.get(f"prevalence_{side}")
+        return "-" if ap is None else f"{ap:.3f} ({_fmt(base)})"
+
     for name, m in rows:
         be = m.get("break_even", {})
         table.add_row(name, _fmt(m["macro_f1"]), _fmt(m.get("validation", {}).get("macro_f1")),
+                      skill(m, "up"), skill(m, "down"),
                       _fmt(m["per_class"]["up"]["precision"]),
                       _fmt(m["per_class"]["down"]["precision"]),
                       _fmt(be.get("up", {}).get("break_even_precision")),

@@ -128,6 +128,24 @@ def class_report(y: np.ndarray, signal: np.ndarray, long_net: np.ndarray,
     }
 
 
+def probability_skill(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """Does the model rank moves at all, whatever its trading rule does with them?
+
+    Average precision of p_up for up rows and p_down for down rows next to their
+    prevalence (what a model without skill scores), and the macro-F1 of the plain argmax.
+    Columns of `proba` are down, flat, up.
+    """
+    from sklearn.metrics import average_precision_score
+
+    out: dict[str, Any] = {"argmax_macro_f1": macro_f1(y, CLASSES[np.argmax(proba, axis=1)])}
+    for name, col, cls in (("up", 2, 1), ("down", 0, -1)):
+        truth = y == cls
+        out[f"prevalence_{name}"] = float(truth.mean()) if truth.size else None
+        out[f"average_precision_{name}"] = (float(average_precision_score(truth, proba[:, col]))
+                                            if truth.any() else None)
+    return out
+
+
 def write_plots(run_dir: Path, y: np.ndarray, proba: np.ndarray, signal: np.ndarray,
                 title: str) -> list[str]:
     """confusion.png, pr_curves.png, calibration.png for the test split."""

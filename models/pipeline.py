@@ -26,7 +26,7 @@ from features.dataset import (
 )
 from models.baselines import AlwaysFlat, ImbalanceRule, LogisticForecaster
 from models.config import TrainConfig
-from models.evaluate import EdgeDecisionRule, class_report
+from models.evaluate import EdgeDecisionRule, class_report, probability_skill
 
 BASELINES = ("always_flat", "imbalance_rule", "logistic_imbalance")
 
@@ -188,7 +188,8 @@ def fit_and_score(data: ModelData, splits: Splits, config: TrainConfig,
         results[name] = Scored(
             name=name, forecaster=est, rule=rule, proba_test=p_te, signal_test=s_te,
             validation=class_report(data.y[va], s_va, data.long_net[va], data.short_net[va]),
-            test=class_report(data.y[te], s_te, data.long_net[te], data.short_net[te]),
+            test={**class_report(data.y[te], s_te, data.long_net[te], data.short_net[te]),
+                  "probability_skill": probability_skill(data.y[te], p_te)},
         )
     return splits, scalers, results
 
