@@ -74,9 +74,19 @@ class BinanceSpot(Venue):
             if not state.snapshot_requests:
                 self.sink.request_snapshot(state)
             return
-        if msg["u"] <= state.seq:
-            return  # an old diff, already inside the book
-        if not self.continues(msg, state.seq):
+        join_at = state.extra.get("join_at")
+        if join_at is not None:
+            # the snapshot was newer than every buffered diff: the first diff applied after
+            # it must join it, as a buffered one would have
+            if self.stale(msg, join_at):
+                return
+            del state.extra["join_at"]
+            ok = self.joins(msg, join_at)
+        else:
+            if msg["u"] <= state.seq:
+                return  # an old diff, already inside the book
+            ok = self.continues(msg, state.seq)
+        if not ok:
             state.gaps += 1
             self.invalidate(state, ts_recv, f"gap: diff {msg['U']}..{msg['u']} after {state.seq}")
             state.pending.append((msg, ts_recv))
@@ -178,6 +188,7 @@ class BinanceSpot(Venue):
         state.ts_event = reply["E"] * MS if "E" in reply else None
         state.ts_recv = ts_recv
         state.n_updates += len(bids) + len(asks)
+        state.extra.pop("join_at", None)
         prev_u = None
         for msg, t in pending:
             if prev_u is not None and not self.continues(msg, prev_u):
@@ -187,6 +198,8 @@ class BinanceSpot(Venue):
                 return
             self.apply_diff(state, msg, t)
             prev_u = msg["u"]
+        if prev_u is None:
+            state.extra["join_at"] = last_id  # the next diff must span the snapshot
         if state.book.is_crossed():
             state.crossed += 1
             self.invalidate(state, ts_recv, "crossed book after snapshot")
