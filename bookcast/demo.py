@@ -314,19 +314,20 @@ def _row(symbol: str, strategy: str, macro_f1: float | None, stats: dict) -> dic
 
 
 def judgement(row: dict[str, Any]) -> str:
-    """One honest word per row: does it pay, and can we tell?"""
+    """A few honest words per row: does it pay, and can we tell? "pays" and "loses" need
+    at least 30 trades and a 95% interval of net PnL per trade wholly above or below 0."""
     n, ci = row["n_trades"], row["ci95"]
     if not n:
         return "no trades"
     if n < 30:
-        return "too few trades to tell"
+        return "too few trades"
     if ci is None or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
         return "no interval"
     if ci[0] > 0:
-        return "pays (CI > 0)"
+        return "pays"
     if ci[1] < 0:
-        return "loses (CI < 0)"
-    return "cannot tell (CI spans 0)"
+        return "loses"
+    return "CI spans 0"
 
 
 def print_verdict(rows: list[dict[str, Any]], fee_bps: float, cfg: DemoConfig,
