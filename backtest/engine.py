@@ -203,13 +203,32 @@ def _portfolio(book: Book, strategies: dict[str, _Fills], w0: int, w1: int,
         np.broadcast_to(close[:, None], (n_rows, n_cols)), size, price=price, fees=fees,
         size_type="amount", direction="both", init_cash=init_cash,
     )
-    value = pf.value().to_numpy()
+    value = value_from_orders(pf.orders.values, close, init_cash)
     records = pf.trades.values
     held = np.cumsum(position, axis=0)
     gross = capital + np.concatenate(
         [np.zeros((1, n_cols)), np.cumsum(held[:-1] * np.diff(close)[:, None], axis=0)])
     return {name: (value[:, c] - init_cash[c] + capital, gross[:, c], records[records["col"] == c])
             for c, name in enumerate(strategies)}
+
+
+def value_from_orders(orders: np.ndarray, close: np.ndarray, init_cash: np.ndarray
+                      ) -> np.ndarray:
+    """Portfolio value per row and column from vectorbt's own order records.
+
+    The same figure as `Portfolio.value()` (cash after every fill and fee, plus the
+    position marked at `close`), computed in NumPy from the fills vectorbt simulated,
+    without building pandas objects; `tests/backtest` checks the two agree.
+    """
+    n_rows, n_cols = close.shape[0], init_cash.shape[0]
+    signed = np.where(orders["side"] == 0, orders["size"], -orders["size"])  # 0: buy
+    cash_flow = np.zeros((n_rows, n_cols))
+    units = np.zeros((n_rows, n_cols))
+    np.add.at(cash_flow, (orders["idx"], orders["col"]),
+              -signed * orders["price"] - orders["fees"])
+    np.add.at(units, (orders["idx"], orders["col"]), signed)
+    return (init_cash[None, :] + np.cumsum(cash_flow, axis=0)
+            + np.cumsum(units, axis=0) * close[:, None])
 
 
 def _strategy_result(name: str, book: Book, fills: _Fills, equity: tuple, w0: int,
