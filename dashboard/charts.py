@@ -75,7 +75,7 @@ class DepthGrid:
     bin_width: float
 
 
-def depth_grid(book: pl.DataFrame, max_columns: int = 600, max_price_bins: int = 300,
+def depth_grid(book: pl.DataFrame, max_columns: int = 480, max_price_bins: int = 240,
                tick_size: float | None = None) -> DepthGrid:
     """Resting size per price bin and time column from snapshot rows (both sides).
 
@@ -366,7 +366,7 @@ def drawdown(equity: np.ndarray) -> np.ndarray:
         return np.where(peak > 0, equity / peak - 1.0, 0.0)
 
 
-MAX_LINE_POINTS = 4_000
+MAX_LINE_POINTS = 2_000
 
 
 def _thin(n: int, most: int, must_keep: int | None = None) -> np.ndarray:

@@ -25,7 +25,7 @@ from bookcast.timeutil import NS_PER_UNIT, utc_date
 
 CACHE_TTL_S = 600
 # Above this many trades in a window the Book page draws them bucketed, not one by one.
-MAX_TRADE_MARKERS = 5_000
+MAX_TRADE_MARKERS = 3_000
 
 Stamp = tuple[int, int]
 
