@@ -3,7 +3,10 @@
     .venv/bin/python bench/collector_live.py [--seconds 30]
 
 1. Ten streams (symbols) from four venues at real speed through `bookcast serve`:
-   the daemon's CPU time per wall second after warm-up. Target: under 5 % of one core.
+   the daemon's CPU time (user + system) per wall second in steady state, and per
+   1,000 msg/s. Target: under 5 % of one core. The warm-up covers the start
+   (connections, full-depth snapshots) and the first flush, which imports pandas
+   through pyarrow: a one-off ~0.4 s of CPU, a point and a half of a 25 s window.
 2. Binance spot BTCUSDT + ETHUSDT at `--speed 0` (as fast as the daemon reads): the
    sustained messages/s, next to the anchor measured in the same run, `bookcast
    replay` of the same captures (the same pipeline with no sockets, no raw capture).
@@ -44,6 +47,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 def real_speed_cpu(work: Path, seconds: float, warmup: float, flush: str = "5s"
                    ) -> dict[str, float]:
+    """Daemon CPU seconds per wall second (user + system, psutil) over `seconds`."""
     files = [CAPTURES / f for paths, _ in TEN_STREAMS.values() for f in paths]
     emulator = Emulator(files, "--speed", "1")
     config = work / "ten.toml"
@@ -105,7 +109,8 @@ def max_rate(work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=25.0)
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=8.0,
+                        help="seconds after start-up before measuring (past the first flush)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bookcast-bench-") as tmp:
         work = Path(tmp)
@@ -113,6 +118,7 @@ def main() -> None:
         fast = max_rate(work)
     print(f"ten streams at real speed: {real['cpu_share'] * 100:.2f} % of one core "
           f"({real['msgs_per_s']:.0f} msg/s over {real['wall_s']:.0f} s, "
+          f"{real['cpu_share'] * 100 / real['msgs_per_s'] * 1000:.2f} % per 1,000 msg/s, "
           f"{real['books_valid']:.0f}/10 books valid); target < 5 %: "
           f"ratio to target {real['cpu_share'] / 0.05:.2f}")
     print(f"max sustained through sockets: {fast['live_msgs_per_s']:,.0f} msg/s "

@@ -2,19 +2,27 @@
 
 Counters are read from the pipeline's per-symbol state and the connections' counters
 when Prometheus scrapes, so the hot path pays nothing for them; only the receive-lag
-histogram is observed per applied update.
+histogram is observed per applied update, into plain per-venue bucket counts (no lock:
+the scrape runs in the same event loop).
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from collector.daemon.service import CollectorService
@@ -45,16 +53,38 @@ STREAM_COUNTERS = {
 }
 
 
+class LagHistogram:
+    """One venue's receive lags: counts per LAG_BUCKETS bound (`le`), then +Inf, and a sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LAG_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LAG_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        buckets, running = [], 0
+        for bound, count in zip((*LAG_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            buckets.append((floatToGoString(bound), running))
+        return buckets
+
+
 class DaemonMetrics:
-    """The daemon's registry: a scrape-time collector plus the receive-lag histogram."""
+    """The daemon's registry: a scrape-time collector, including the receive-lag histogram."""
 
     def __init__(self, service: CollectorService) -> None:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ServiceCollector(service))
-        self.receive_lag = Histogram("bookcast_receive_lag_seconds",
-                                     "Receive time minus exchange time of applied updates.",
-                                     ["venue"], buckets=LAG_BUCKETS, registry=self.registry)
+        self.receive_lag: dict[str, LagHistogram] = {}
+
+    def lag_histogram(self, venue: str) -> LagHistogram:
+        return self.receive_lag.setdefault(venue, LagHistogram())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -130,6 +160,11 @@ class _ServiceCollector:
         yield from by_stream.values()
         yield from (snapshots, trades, valid, since_update, since_message, parse_errors,
                     raw_records, rest, rest_failed, rest_throttled, top_checked, top_mismatched)
+        lag = HistogramMetricFamily("bookcast_receive_lag_seconds", "Receive time minus "
+                                    "exchange time of applied updates.", labels=["venue"])
+        for venue, histogram in service.metrics.receive_lag.items():
+            lag.add_metric([venue], histogram.cumulative(), histogram.total)
+        yield lag
         queue = service.queue
         depth = GaugeMetricFamily("bookcast_queue_depth", "Records waiting to be processed.")
         depth.add_metric([], queue.qsize() if queue is not None else 0)

@@ -17,6 +17,21 @@ from collector.state import SymbolState
 from collector.venues.base import Venue
 
 MS = 1_000_000
+UNITS_CACHE_MAX = 1 << 16  # distinct price and quantity strings remembered (then cleared)
+_units_cache: dict[str, int] = {}
+
+
+def cached_units(text: str) -> int:
+    """`parse_units`, remembering its answers: diffs repeat the same prices and quantities
+    ("0.00000000" above all), and parsing was half the cost of applying a diff.
+    Invalid text is not remembered, so it raises every time, as parse_units does."""
+    units = _units_cache.get(text)
+    if units is None:
+        units = parse_units(text)
+        if len(_units_cache) >= UNITS_CACHE_MAX:
+            _units_cache.clear()
+        _units_cache[text] = units
+    return units
 
 
 class BinanceSpot(Venue):
@@ -109,12 +124,13 @@ class BinanceSpot(Venue):
 
     def apply_diff(self, state: SymbolState, msg: dict[str, Any], ts_recv: int) -> None:
         book = state.book
+        units = cached_units
         n = 0
         for px, qty in msg["b"]:
-            book.set_bid(parse_units(px), parse_units(qty))
+            book.set_bid(units(px), units(qty))
             n += 1
         for px, qty in msg["a"]:
-            book.set_ask(parse_units(px), parse_units(qty))
+            book.set_ask(units(px), units(qty))
             n += 1
         state.seq = msg["u"]
         state.ts_event = msg["E"] * MS

@@ -50,9 +50,24 @@ def decimals_of(text: str) -> int:
     return len(text.partition(".")[2])
 
 
+FIELD_CACHE_MAX = 1 << 16  # distinct (units, decimals) spellings remembered (then cleared)
+_field_cache: dict[tuple[int, int], str] = {}
+
+
 def checksum_field(units: int, decimals: int) -> str:
-    """One price or volume as the checksum spells it: venue decimals, no '.', no leading 0s."""
-    return format_units(units, decimals).replace(".", "").lstrip("0")
+    """One price or volume as the checksum spells it: venue decimals, no '.', no leading 0s.
+
+    Remembered: every update re-spells the same top 10 levels, and spelling them was
+    most of the cost of a Kraken update. A value that does not fit raises every time.
+    """
+    key = (units, decimals)
+    text = _field_cache.get(key)
+    if text is None:
+        text = format_units(units, decimals).replace(".", "").lstrip("0")
+        if len(_field_cache) >= FIELD_CACHE_MAX:
+            _field_cache.clear()
+        _field_cache[key] = text
+    return text
 
 
 def book_checksum(state: SymbolState) -> int:

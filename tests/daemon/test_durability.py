@@ -88,9 +88,10 @@ def soak(processes: list, captures: list[Path], data_dir: Path, loops: int,
     assert rc == 0 and seconds < 5
     assert messages >= min_messages
     # the feed outran the daemon, which waited instead of dropping: the only gaps are
-    # the joins between loops (one per symbol per join), nothing was lost silently
+    # the joins between loops, at most one per symbol per join (when the emulator is a
+    # loop ahead, one newer snapshot can cover two joins), nothing was lost silently
     assert metrics["bookcast_backpressure_events_total"] > 0
-    assert metrics["bookcast_gaps_total"] == 2 * (loops - 1)
+    assert 0 < metrics["bookcast_gaps_total"] <= 2 * (loops - 1)
     # with the bookTicker stream on, every rebuilt book was cross-checked and agreed
     assert metrics["bookcast_top_of_book_checks_total"] > 0
     assert metrics["bookcast_top_of_book_mismatches_total"] == 0
