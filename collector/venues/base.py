@@ -87,6 +87,17 @@ class Venue:
         state.pending.clear()
         self.sink.invalidate(state, ts_recv, reason)
 
+    def finish_snapshot(self, state: SymbolState, ts_recv: int) -> None:
+        """A snapshot was loaded: the book is synchronised unless it came out crossed."""
+        if not self.check_crossed(state, ts_recv):
+            self.sink.synced(state, ts_recv)
+
+    def invalidate_connection(self, conn: str, ts_recv: int, book_conn: dict[str, str]) -> None:
+        """A (re)connection of `conn`: every book it fed waits for a new snapshot."""
+        for state in self.sink.states():
+            if book_conn.get(state.symbol) == conn and state.valid:
+                self.invalidate(state, ts_recv, "reconnected: waiting for a new snapshot")
+
     def check_crossed(self, state: SymbolState, ts_recv: int) -> bool:
         """A crossed book is a broken book: invalidate it and ask for a resync."""
         if state.book.is_crossed():

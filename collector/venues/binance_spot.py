@@ -216,9 +216,4 @@ class BinanceSpot(Venue):
             prev_u = msg["u"]
         if prev_u is None:
             state.extra["join_at"] = last_id  # the next diff must span the snapshot
-        if state.book.is_crossed():
-            state.crossed += 1
-            self.invalidate(state, ts_recv, "crossed book after snapshot")
-            self.sink.request_snapshot(state)
-            return
-        self.sink.synced(state, ts_recv)
+        self.finish_snapshot(state, ts_recv)

@@ -139,12 +139,7 @@ class CoinbaseAdvanced(Venue):
             state.tick_size, state.tick_size_source = tick, "products REST reply"
         elif state.tick_size is None:
             self.sink.infer_tick_size(state)
-        if state.book.is_crossed():
-            state.crossed += 1
-            self.invalidate(state, ts_recv, "crossed book in the snapshot")
-            self.sink.request_snapshot(state)
-            return
-        self.sink.synced(state, ts_recv)
+        self.finish_snapshot(state, ts_recv)
 
     def apply_updates(self, state: SymbolState, updates: list[dict[str, Any]], seq: int | None,
                       ts_recv: int) -> None:

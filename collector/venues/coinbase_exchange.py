@@ -121,9 +121,7 @@ class CoinbaseExchange(Venue):
 
     # -- messages ---------------------------------------------------------------------
     def on_connect(self, ts_recv: int, conn: str, url: str) -> None:
-        for state in self.sink.states():
-            if self.book_conn.get(state.symbol) == conn and state.valid:
-                self.invalidate(state, ts_recv, "reconnected: waiting for a new snapshot")
+        self.invalidate_connection(conn, ts_recv, self.book_conn)
 
     def on_message(self, ts_recv: int, conn: str, data: str, where: str) -> None:
         msg = self.decode(data, where)
@@ -160,12 +158,7 @@ class CoinbaseExchange(Venue):
         state.ts_event = parse_rfc3339_ns(msg["time"]) if "time" in msg else None
         state.ts_recv = ts_recv
         state.n_updates += len(bids) + len(asks)
-        if state.book.is_crossed():
-            state.crossed += 1
-            self.invalidate(state, ts_recv, "crossed book in the snapshot")
-            self.sink.request_snapshot(state)
-            return
-        self.sink.synced(state, ts_recv)
+        self.finish_snapshot(state, ts_recv)
 
     def set_tick_size(self, state: SymbolState) -> None:
         tick = self.rest_tick_sizes.get(state.symbol)

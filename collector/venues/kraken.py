@@ -119,9 +119,7 @@ class Kraken(Venue):
     def on_connect(self, ts_recv: int, conn: str, url: str) -> None:
         for key in [k for k in self.book_depth if k[0] == conn]:
             del self.book_depth[key]
-        for state in self.sink.states():
-            if self.book_conn.get(state.symbol) == conn and state.valid:
-                self.invalidate(state, ts_recv, "reconnected: waiting for a new snapshot")
+        self.invalidate_connection(conn, ts_recv, self.book_conn)
 
     def on_message(self, ts_recv: int, conn: str, data: str, where: str) -> None:
         msg = self.decode(data, where)
@@ -200,12 +198,7 @@ class Kraken(Venue):
         state.ts_event = max(parse_epoch_seconds_ns(e[2]) for e in (*asks, *bids))
         state.ts_recv = ts_recv
         state.n_updates += len(asks) + len(bids)
-        if state.book.is_crossed():
-            state.crossed += 1
-            self.invalidate(state, ts_recv, "crossed book in the snapshot")
-            self.sink.request_snapshot(state)
-            return
-        self.sink.synced(state, ts_recv)
+        self.finish_snapshot(state, ts_recv)
 
     def apply_updates(self, state: SymbolState, payloads: list[dict[str, Any]], depth: int,
                       ts_recv: int) -> None:
