@@ -9,24 +9,23 @@
 - `stats`, `report`: the figures and the printed summary.
 """
 
-from backtest.data import Book, Run, book_from_levels, load_book, load_run
-from backtest.engine import (
-    BacktestConfig,
-    BacktestResult,
-    backtest_run,
-    run_backtest,
-    write_backtest,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BacktestConfig",
-    "BacktestResult",
-    "Book",
-    "Run",
-    "backtest_run",
-    "book_from_levels",
-    "load_book",
-    "load_run",
-    "run_backtest",
-    "write_backtest",
-]
+import importlib
+from typing import Any
+
+# loaded on first use: `bookcast --help` and other commands need not import vectorbt
+_EXPORTS = {
+    "Book": "backtest.data", "Run": "backtest.data", "book_from_levels": "backtest.data",
+    "load_book": "backtest.data", "load_run": "backtest.data",
+    "BacktestConfig": "backtest.engine", "BacktestResult": "backtest.engine",
+    "backtest_run": "backtest.engine", "run_backtest": "backtest.engine",
+    "write_backtest": "backtest.engine",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'backtest' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -3,10 +3,26 @@
 `simulate_symbol` runs one symbol's model (model.py) with its preset (presets.py) and
 writes the capture through protocol.py; `calibrate_preset` estimates a preset from a
 real capture; `book_statistics` measures what the tests compare on real and simulated data.
+The names below load on first use, so `bookcast --help` does not compile the model.
 """
 
-from collector.simulator.presets import PRESETS, SymbolPreset, preset_for
-from collector.simulator.simulate import SimulationSummary, capture_path, simulate_symbol
+from __future__ import annotations
 
-__all__ = ["PRESETS", "SimulationSummary", "SymbolPreset", "capture_path", "preset_for",
-           "simulate_symbol"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "collector.simulator.presets",
+    "SymbolPreset": "collector.simulator.presets",
+    "preset_for": "collector.simulator.presets",
+    "SimulationSummary": "collector.simulator.simulate",
+    "capture_path": "collector.simulator.simulate",
+    "simulate_symbol": "collector.simulator.simulate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'collector.simulator' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
