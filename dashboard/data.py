@@ -435,6 +435,10 @@ def metrics_table(runs: dict[str, dict[str, Any]]) -> pl.DataFrame:
             for cls in ("down", "flat", "up"):
                 for k in ("precision", "recall", "f1"):
                     row[f"{cls}_{k}"] = _float(get(m, "per_class", cls, k))
+            # ranking skill beside the trading rule: average precision vs the base rate
+            for side in ("up", "down"):
+                row[f"ap_{side}"] = _float(get(m, "probability_skill", f"average_precision_{side}"))
+                row[f"base_rate_{side}"] = _float(get(m, "probability_skill", f"prevalence_{side}"))
             row["n_trades"] = _float(m.get("n_trades"))
             row["net_pnl_bps"] = _float(m.get("net_pnl_bps"))
             rows.append(row)

@@ -29,6 +29,10 @@ if compared:
     if not table.is_empty():
         st.plotly_chart(charts.macro_f1_figure(table), key="macro_f1_chart")
         st.dataframe(table, hide_index=True, key="metrics_table")
+        st.caption("macro-F1 and per-class figures score the trading rule (trade only where "
+                   "the expected edge pays the round trip). `ap_up`/`ap_down` score the "
+                   "probabilities alone: average precision above `base_rate_*` means the "
+                   "estimator ranks moves better than chance, even when its rule never trades.")
 
 st.subheader("One run")
 run_id = st.selectbox("Run", ids, key="models_run")

@@ -137,3 +137,16 @@ def test_command_rejects_a_port_in_use(tmp_path):
         busy.listen()
         done = run_command("--data-dir", str(tmp_path), "--port", str(busy.getsockname()[1]))
     assert done.returncode == 2 and "already in use" in done.stderr
+
+
+def test_runs_side_by_side_carry_ranking_skill_beside_the_trading_rule(pipeline_root):
+    root = str(pipeline_root)
+    run_ids = [p.parent.name for p in (pipeline_root / "runs").glob("*/run.json")]
+    runs = {r: data.load_run(root, r).metrics for r in run_ids}
+    table = data.metrics_table(runs)
+    assert {"ap_up", "ap_down", "base_rate_up", "base_rate_down"} <= set(table.columns)
+    always_flat = table.filter(table["estimator"] == "always_flat")
+    # a constant forecast ranks nothing: its average precision is the base rate itself
+    for side in ("up", "down"):
+        pairs = always_flat.select(f"ap_{side}", f"base_rate_{side}").drop_nulls().rows()
+        assert pairs and all(abs(ap - base) < 1e-9 for ap, base in pairs)
