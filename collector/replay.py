@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from bookcast.errors import UserError
 from collector.capture import ReadStats, iter_capture, merge_captures
@@ -110,6 +111,17 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     summary.malformed = stats.malformed
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
+                    interval_ns: int = 1_000_000_000, **pipeline_options: Any) -> Pipeline:
+    """Replay captures of one venue through a fresh Pipeline and return it, finished, so
+    its books, counters and top-of-book checks can be inspected (tests, notebooks)."""
+    pipeline = Pipeline(venue, data_dir, interval_ns=interval_ns, **pipeline_options)
+    for rec in merge_captures(paths):
+        pipeline.feed(rec)
+    pipeline.finish()
+    return pipeline
 
 
 def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:

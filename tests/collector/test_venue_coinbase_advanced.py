@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from collector.book import format_units, parse_units
-from collector.capture import CaptureRecord, CaptureWriter, iter_capture, merge_captures
+from collector.capture import CaptureRecord, CaptureWriter, iter_capture
 from collector.pipeline import Pipeline
+from collector.replay import replay_pipeline
 from collector.venues.coinbase_advanced import CoinbaseAdvanced
 from collector.venues.coinbase_exchange import parse_rfc3339_ns
 
@@ -21,11 +22,7 @@ CAPTURE = "coinbase-advanced/l2_trades_btc_eth_20260809.jsonl.gz"
 
 
 def replay(paths: list[Path], root: Path, **kwargs: Any) -> Pipeline:
-    pipeline = Pipeline("coinbase-advanced", root, interval_ns=INTERVAL_NS, **kwargs)
-    for rec in merge_captures(paths):
-        pipeline.feed(rec)
-    pipeline.finish()
-    return pipeline
+    return replay_pipeline("coinbase-advanced", paths, root, INTERVAL_NS, **kwargs)
 
 
 @pytest.fixture(scope="module")

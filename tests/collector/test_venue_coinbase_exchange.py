@@ -13,6 +13,7 @@ import pytest
 from collector.book import format_units, parse_units
 from collector.capture import CaptureWriter, iter_capture, merge_captures
 from collector.pipeline import Pipeline
+from collector.replay import replay_pipeline
 from collector.venues.coinbase_exchange import CoinbaseExchange, parse_rfc3339_ns
 
 INTERVAL_NS = 100_000_000
@@ -21,11 +22,7 @@ PRODUCTS = "coinbase-exchange/products_20210417.jsonl.gz"
 
 
 def replay(paths: list[Path], root: Path, **kwargs: Any) -> Pipeline:
-    pipeline = Pipeline("coinbase-exchange", root, interval_ns=INTERVAL_NS, **kwargs)
-    for rec in merge_captures(paths):
-        pipeline.feed(rec)
-    pipeline.finish()
-    return pipeline
+    return replay_pipeline("coinbase-exchange", paths, root, INTERVAL_NS, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
 import pytest
 
 from collector.book import format_units, parse_units
-from collector.capture import CaptureWriter, iter_capture, merge_captures
+from collector.capture import CaptureWriter, iter_capture
 from collector.pipeline import Pipeline
+from collector.replay import replay_pipeline
 from collector.state import SymbolState
 from collector.venues.kraken import Kraken, book_checksum
 
@@ -21,12 +23,8 @@ TRADES = "kraken/trades_10pairs_20210417.jsonl.gz"
 ASSET_PAIRS = "kraken/assetpairs_20210417.jsonl.gz"
 
 
-def replay(paths: list[Path], root: Path, **kwargs: object) -> Pipeline:
-    pipeline = Pipeline("kraken", root, interval_ns=INTERVAL_NS, **kwargs)
-    for rec in merge_captures(paths):
-        pipeline.feed(rec)
-    pipeline.finish()
-    return pipeline
+def replay(paths: list[Path], root: Path, **kwargs: Any) -> Pipeline:
+    return replay_pipeline("kraken", paths, root, INTERVAL_NS, **kwargs)
 
 
 @pytest.fixture(scope="module")
