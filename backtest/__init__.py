@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bookcast.lazy import lazy_exports
 
 # loaded on first use: `bookcast --help` and other commands need not import vectorbt
 _EXPORTS = {
@@ -22,10 +21,4 @@ _EXPORTS = {
     "backtest_run": "backtest.engine", "run_backtest": "backtest.engine",
     "write_backtest": "backtest.engine",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'backtest' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports("backtest", _EXPORTS)

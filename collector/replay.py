@@ -89,12 +89,10 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     total_bytes = sum(p.stat().st_size for p in files)
     with _progress_bar(progress, total_bytes) as advance:
         for venue_name, venue_files in groups.items():
-            pipeline = Pipeline(venue_name, data_dir, interval_ns, depth, symbols,
-                                rotate_rows=rotate_rows, rotate_ns=rotate_ns)
-            feed = pipeline.feed
-            for rec in merge_captures(venue_files, stats, on_bytes=advance):
-                feed(rec)
-            pipeline.finish()
+            pipeline = replay_pipeline(venue_name, venue_files, data_dir, interval_ns,
+                                       stats=stats, on_bytes=advance, depth=depth,
+                                       symbols=symbols, rotate_rows=rotate_rows,
+                                       rotate_ns=rotate_ns)
             summary.pipelines[venue_name] = pipeline
             summary.top_checks[venue_name] = pipeline.top_check
             summary.parse_errors += pipeline.parse_errors
@@ -114,12 +112,15 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
 
 
 def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
-                    interval_ns: int = 1_000_000_000, **pipeline_options: Any) -> Pipeline:
+                    interval_ns: int = 1_000_000_000, stats: ReadStats | None = None,
+                    on_bytes: Callable[[int], None] | None = None,
+                    **pipeline_options: Any) -> Pipeline:
     """Replay captures of one venue through a fresh Pipeline and return it, finished, so
     its books, counters and top-of-book checks can be inspected (tests, notebooks)."""
     pipeline = Pipeline(venue, data_dir, interval_ns=interval_ns, **pipeline_options)
-    for rec in merge_captures(paths):
-        pipeline.feed(rec)
+    feed = pipeline.feed
+    for rec in merge_captures(paths, stats, on_bytes=on_bytes):
+        feed(rec)
     pipeline.finish()
     return pipeline
 

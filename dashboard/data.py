@@ -341,13 +341,18 @@ def get(mapping: Any, *keys: str) -> Any:
     return mapping
 
 
-def run_ids(root: str) -> list[str]:
-    """Finished runs (a run.json), newest first; hidden temporary folders are skipped."""
-    folder = runs_dir(Path(root))
+def finished_ids(folder: Path, marker: str) -> list[str]:
+    """Folders holding `marker` (written last), newest first; hidden temporary ones skipped."""
     if not folder.is_dir():
         return []
-    found = [p.parent for p in folder.glob("*/run.json") if not p.parent.name.startswith(".")]
-    return [p.name for p in sorted(found, key=lambda p: p.name, reverse=True)]
+    found = [p.parent.name for p in folder.glob(f"*/{marker}")
+             if not p.parent.name.startswith(".")]
+    return sorted(found, reverse=True)
+
+
+def run_ids(root: str) -> list[str]:
+    """Finished runs (a run.json), newest first."""
+    return finished_ids(runs_dir(Path(root)), "run.json")
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -449,11 +454,8 @@ def metrics_table(runs: dict[str, dict[str, Any]]) -> pl.DataFrame:
 
 
 def backtest_ids(root: str) -> list[str]:
-    folder = backtests_dir(Path(root))
-    if not folder.is_dir():
-        return []
-    found = [p.parent for p in folder.glob("*/stats.json") if not p.parent.name.startswith(".")]
-    return [p.name for p in sorted(found, key=lambda p: p.name, reverse=True)]
+    """Finished backtests (a stats.json), newest first."""
+    return finished_ids(backtests_dir(Path(root)), "stats.json")
 
 
 @dataclass

@@ -5,14 +5,8 @@ The names below load on first use, so `bookcast --help` does not import the serv
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bookcast.lazy import lazy_exports
 
-_EXPORTS = {"EmulatorConfig", "FaultPlan", "serve_captures"}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'collector.emulator' has no attribute {name!r}")
-    return getattr(importlib.import_module("collector.emulator.server"), name)
+_EXPORTS = {name: "collector.emulator.server"
+            for name in ("EmulatorConfig", "FaultPlan", "serve_captures")}
+__getattr__, __all__ = lazy_exports("collector.emulator", _EXPORTS)

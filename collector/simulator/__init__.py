@@ -8,8 +8,7 @@ The names below load on first use, so `bookcast --help` does not compile the mod
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bookcast.lazy import lazy_exports
 
 _EXPORTS = {
     "PRESETS": "collector.simulator.presets",
@@ -19,10 +18,4 @@ _EXPORTS = {
     "capture_path": "collector.simulator.simulate",
     "simulate_symbol": "collector.simulator.simulate",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'collector.simulator' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports("collector.simulator", _EXPORTS)
