@@ -145,11 +145,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
 def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
     """The venue and the symbols with books in real captures (Binance only, for the live
     step's REST snapshots)."""
-    from itertools import islice
-
-    from collector.capture import merge_captures
-    from collector.pipeline import Pipeline
-    from collector.replay import group_by_venue
+    from collector.replay import book_symbols, group_by_venue
 
     groups = group_by_venue(captures, None)
     if len(groups) != 1 or next(iter(groups)) not in ("binance-spot", "binance-usdm"):
@@ -157,10 +153,7 @@ def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
                         f"{', '.join(sorted(groups))}. Replay other venues with "
                         f"`bookcast replay`.")
     venue = next(iter(groups))
-    probe = Pipeline(venue, "/nonexistent-never-written")
-    for rec in islice(merge_captures(captures), 20_000):
-        probe.venue.on_record(rec)  # books only: nothing is sampled or written
-    symbols = sorted(s.symbol for s in probe.states())
+    symbols = book_symbols(captures, venue)
     if not symbols:
         raise UserError(f"The captures {', '.join(map(str, captures))} hold no depth updates.")
     return venue, symbols
