@@ -162,6 +162,44 @@ def _interrupted_line(sig: signal.Signals, argv: Sequence[str]) -> str:
             f"complete and nothing partial was kept under a final name.")
 
 
+READER_MODULES = ("polars", "pyarrow", "duckdb", "_duckdb")
+
+
+def input_error(exc: Exception, args: Sequence[str]) -> str | None:
+    """The sentence for a failure the user's input caused, when a command let one escape:
+    a path given on the command line that is missing or unreadable, or a damaged Parquet
+    file under the data root. None when the failure is the code's own."""
+    from pathlib import Path
+
+    from bookcast.errors import damaged_file, unreadable_parquet
+    from bookcast.paths import data_root
+
+    given = [Path(a) for a in args if not a.startswith("-")]
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and filename is not None:
+        path = Path(filename)
+        if any(path == g or path.resolve() == g.resolve() for g in given):
+            return f"The path '{path}' cannot be used: {exc.strerror or exc}."
+    if type(exc).__module__.split(".")[0] in READER_MODULES or isinstance(exc, OSError):
+        root = data_root(_option_value(args, "--data-dir"))
+        candidates = [root, *(g for g in given if g.is_dir())]
+        files = (f for folder in candidates if folder.is_dir()
+                 for f in sorted(folder.rglob("*.parquet")) if not f.name.startswith("."))
+        bad = unreadable_parquet(files)
+        if bad is not None:
+            return damaged_file(*bad)
+    return None
+
+
+def _option_value(args: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     interrupts.install()
@@ -180,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = exc.exit_code
     except (KeyboardInterrupt, *aborts):
         code = interrupts.exit_status(interrupts.received() or signal.SIGINT)
+    except Exception as exc:
+        sentence = input_error(exc, args)
+        if sentence is None:
+            raise  # a bug: it keeps its traceback
+        typer.secho(f"error: {sentence}", err=True, fg=typer.colors.RED)
+        code = USAGE_ERROR
     sig = interrupts.received()
     if sig is not None:
         typer.echo(_interrupted_line(sig, args), err=True)

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bookcast import terminal
+from bookcast import interrupts, terminal
 from bookcast.errors import UserError
 from bookcast.timeutil import format_duration_ns, parse_duration_ns
 
@@ -49,6 +49,7 @@ class DemoConfig:
 
 
 def step(n: int, total: int, title: str, command: str) -> None:
+    interrupts.now_doing(f"step {n}/{total} ({title})")
     console.rule(f"[bold]{n}/{total} {title}")
     console.print(f"[dim]same as: {command}[/dim]", highlight=False)
 

@@ -63,6 +63,11 @@ def activity(text: str) -> Iterator[None]:
         _activity.pop()
 
 
+def now_doing(text: str) -> None:
+    """Replace what the command says it is doing (a pipeline moving to its next step)."""
+    _activity[:] = [text]
+
+
 def current_activity() -> str | None:
     return _activity[-1] if _activity else None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bookcast import terminal
-from bookcast.errors import UserError
+from bookcast.errors import UserError, parquet_error
 from bookcast.paths import backtests_dir, finished_ids, runs_dir
 from bookcast.terminal import Column
 from bookcast.timeutil import format_duration_ns
@@ -87,7 +87,7 @@ def inspect_data_dir(root: Path) -> list[Coverage]:
     for dataset, ts_col, gap_expr in (("snapshots", "ts", "count_if(gap)"),
                                       ("trades", "ts_recv", "NULL")):
         rows = _partition_summary(root / dataset, ts_col, f", {gap_expr}",
-                                  f"The {dataset} under '{root}'")
+                                  f"The {dataset} under '{root}' cannot be read")
         out += [Coverage(dataset, *r) for r in rows]
     return out
 
@@ -100,7 +100,7 @@ def inventory(root: Path) -> Inventory:
         config = _read_json(folder / "config.json")
         horizons = list(config.get("horizons") or [format_duration_ns(h) for h in
                                                   config.get("horizons_ns") or []])
-        rows = _partition_summary(folder, "ts", "", f"The feature set '{folder.name}'")
+        rows = _partition_summary(folder, "ts", "", f"The feature set '{folder.name}' cannot be read")
         found.features += [FeatureCoverage(folder.name, *r, horizons=horizons,
                                            fee_bps=config.get("fee_bps")) for r in rows]
     for run_id in reversed(finished_ids(runs_dir(root), "run.json")):
@@ -143,11 +143,7 @@ def _partition_summary(base: Path, ts_col: str, extra: str, what: str) -> list[t
                                   hive_types_autocast=false)
                 GROUP BY ALL ORDER BY ALL""", [[str(f) for f in files]]).fetchall()
     except duckdb.Error as exc:
-        raise UserError(f"{what} cannot be read: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise parquet_error(files, exc, what) from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -27,11 +27,15 @@ def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temporary name, fsync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        pq.write_table(table, fh, compression="zstd", use_dictionary=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            pq.write_table(table, fh, compression="zstd", use_dictionary=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a failed or interrupted write leaves no debris
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
