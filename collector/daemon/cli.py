@@ -44,7 +44,8 @@ def collect(
     top_of_book_check: Annotated[bool, typer.Option(
         "--top-of-book-check", help="Also subscribe to the venue's top-of-book stream "
                                     "(Binance bookTicker) and count books that disagree.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event (INFO), "
+                                                                  "not only warnings.")] = False,
 ) -> None:
     """Collect live order books into the raw capture and the Parquet datasets."""
     from collector.daemon.config import bind_metrics_socket, check_data_dir
