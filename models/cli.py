@@ -98,9 +98,13 @@ def runs(
                                                          "the table.")] = False,
 ) -> None:
     """List runs with their key metrics side by side (whole run ids, as --run takes them)."""
+    from bookcast.errors import UserError
+    from bookcast.paths import data_root
     from bookcast.terminal import Column
     from models.runs import list_runs
 
+    if not data_root(data_dir).is_dir():
+        raise UserError(f"The data directory '{data_root(data_dir)}' does not exist.")
     rows = list_runs(data_dir)
     if as_json:
         terminal.print_json({"runs": rows})
