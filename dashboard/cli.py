@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 from pathlib import Path
 
 import typer
 
+from bookcast import interrupts
 from bookcast.errors import UserError
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -35,6 +38,27 @@ def streamlit_command(port: int) -> list[str]:
             "--client.toolbarMode", "minimal"]
 
 
+def stop_server(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it is still there after
+    `timeout`; returns once nothing of it is left running."""
+    import os
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group outlive the leader
+    proc.wait()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("dashboard")
     def dashboard(
@@ -48,7 +72,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Browse books, features, models and backtests in a Streamlit app on 127.0.0.1."""
         import os
-        import subprocess
 
         from bookcast.paths import DATA_DIR_ENV, data_root
         from dashboard.health import DEFAULT_METRICS_URL, METRICS_URL_ENV
@@ -61,15 +84,19 @@ def register(app: typer.Typer) -> None:
         env[DATA_DIR_ENV] = str(root.resolve())
         env[METRICS_URL_ENV] = metrics_url or env.get(METRICS_URL_ENV, DEFAULT_METRICS_URL)
         typer.echo(f"bookcast dashboard: http://127.0.0.1:{port}  (data root {root.resolve()})")
-        proc = subprocess.Popen(streamlit_command(port), env=env)
+        # Its own session: the whole server (and anything it starts) stops as one group.
+        proc = subprocess.Popen(streamlit_command(port), env=env, start_new_session=True)
         try:
             code = proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: stop the app, then exit 0
+            with interrupts.shielded():
+                stop_server(proc)
+            interrupts.stopped_cleanly()
+            typer.echo("bookcast dashboard: stopped", err=True)
+            return
+        except BaseException:
+            with interrupts.shielded():
+                stop_server(proc)
             raise
         if code != 0:
             raise typer.Exit(code)

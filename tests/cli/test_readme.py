@@ -2,7 +2,7 @@
 
 The only changes are sizes (fewer simulated hours, epochs and demo models, so the suite
 stays fast), ports (free ones instead of the README's fixed ports) and `RUN_ID` (the
-newest trained run). Long-running commands (`serve`, `collect`, `dashboard`) start in the
+first run trained). Long-running commands (`serve`, `collect`, `dashboard`) start in the
 background, are checked to be working, and must stop with exit 0 on SIGTERM. To add an
 example, add it to the README; if it runs a new service, add its readiness check to
 SERVICES below.
@@ -39,9 +39,9 @@ CANNOT_RUN = {
 SMALLER = [
     (r"^(bookcast demo --data-dir \S+)$", r"\1 --hours 0.2 --live-seconds 4 --models logistic"),
     (r"^(bookcast demo --capture .*)$", r"\1 --live-seconds 4 --models logistic"),
-    (r"^bookcast simulate --hours \d+", "bookcast simulate --hours 0.1"),
-    (r"--epochs \d+", "--epochs 1"),
-    (r"--train-window 30m --step 15m", "--train-window 3m --step 1m"),
+    (r"^bookcast simulate --hours \d+", "bookcast simulate --hours 0.25"),
+    (r"--epochs \d+", "--epochs 1 --window 20"),
+    (r"--train-window 30m --step 15m", "--train-window 10m --step 2m"),
 ]
 
 
@@ -94,11 +94,11 @@ SERVICES: dict[str, tuple[Callable[[str, Path, Path], bool], bool]] = {
 }
 
 
-def newest_trained_run(cwd: Path, data_dir: str) -> str:
+def first_trained_run(cwd: Path, data_dir: str) -> str:
     proc = subprocess.run([str(BIN / "bookcast"), "runs", "--data-dir", data_dir, "--json"],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
     runs = [r for r in json.loads(proc.stdout)["runs"] if r["kind"] == "train"]
-    return max(runs, key=lambda r: r["run_id"])["run_id"]
+    return min(runs, key=lambda r: r["run_id"])["run_id"]
 
 
 def stop(proc: subprocess.Popen, line: str) -> None:
@@ -138,7 +138,7 @@ def test_every_readme_example_runs_in_order(tmp_path):
                 line = line.replace(match.group(0), f"--port {ports[match.group(1)]}")
             line = re.sub(r"--metrics-port \d+", "--metrics-port 0", line)
             if "RUN_ID" in line:
-                line = line.replace("RUN_ID", newest_trained_run(work, "data"))
+                line = line.replace("RUN_ID", first_trained_run(work, "data"))
             command = line.split()[1]
             out = tmp_path / f"{n:02d}-{command}.log"
             if command in SERVICES:
@@ -157,9 +157,11 @@ def test_every_readme_example_runs_in_order(tmp_path):
                 else:
                     background.append((proc, line))
                 continue
+            started = time.monotonic()
             proc = subprocess.run(["bash", "-c", line], cwd=work, env=env, text=True,
                                   stdout=out.open("w"), stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, timeout=600)
+            print(f"{time.monotonic() - started:6.1f} s  {line}")
             text = out.read_text()
             assert proc.returncode == 0, f"`{line}` exited {proc.returncode}:\n{text[-3000:]}"
             assert "Traceback" not in text and "…" not in text, f"`{line}`:\n{text[-3000:]}"
