@@ -237,9 +237,9 @@ def opportunity_figure(report: pl.DataFrame, fee_bps: float) -> go.Figure:
     return _layout(fig, title, barmode="group", xaxis_title="horizon")
 
 
-def useful_fee(report: pl.DataFrame, at_least: float = 0.01) -> float:
-    """The fee to show first: the highest level at which some horizon still pays on at
-    least `at_least` of rows (where the answer turns), else the lowest level."""
+def useful_fee(report: pl.DataFrame, at_least: float = 0.05) -> float:
+    """The fee to show first: the highest level at which some horizon still pays on a
+    visible share of rows (`at_least`, 5 %), where the answer turns; else the lowest."""
     fees = sorted(report["fee_bps"].unique().to_list())
     share = pl.max_horizontal("share_long", "share_short")
     paying = report.filter(share >= at_least)["fee_bps"].unique().to_list()
@@ -267,6 +267,8 @@ def verdict_heatmap(rows: pl.DataFrame, title: str) -> go.Figure:
         colorscale="RdBu", zmid=0.0, zmin=-bound, zmax=bound,
         colorbar={"title": {"text": "net bps / trade"}},
         hovertemplate="fee %{x} bps, horizon %{y}: %{z:.2f} bps per trade<extra></extra>"))
+    fig.update_xaxes(type="category")  # fee levels as equal cells, not a numeric scale
+    fig.update_yaxes(type="category")
     return _layout(fig, title, height=140 + 60 * len(horizons),
                    xaxis_title="fee per side (bps)", yaxis_title="horizon")
 

@@ -38,6 +38,17 @@ def streamlit_command(port: int) -> list[str]:
             "--client.toolbarMode", "minimal"]
 
 
+def wait_polling(proc: subprocess.Popen) -> int:
+    """Wait for the server in short sleeps: a signal that the kernel hands to one of the
+    libraries' threads (polars keeps one) still reaches the main thread's handler within
+    a fraction of a second, where a blocking wait would never return."""
+    while True:
+        try:
+            return proc.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def stop_server(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """SIGTERM to the server's process group, SIGKILL if it is still there after
     `timeout`; returns once nothing of it is left running."""
@@ -87,7 +98,7 @@ def register(app: typer.Typer) -> None:
         # Its own session: the whole server (and anything it starts) stops as one group.
         proc = subprocess.Popen(streamlit_command(port), env=env, start_new_session=True)
         try:
-            code = proc.wait()
+            code = wait_polling(proc)
         except KeyboardInterrupt:  # SIGINT or SIGTERM: stop the app, then exit 0
             with interrupts.shielded():
                 stop_server(proc)

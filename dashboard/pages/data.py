@@ -34,10 +34,10 @@ else:
         cover.select("venue", "symbol", pl.col("date").alias("date (UTC)"), "rows",
                      pl.col("gap_rows").alias("resync rows (gap)"),
                      pl.col("missing_grid_points").alias("grid points without a row"),
-                     pl.col("first_ts").alias("first row (UTC)"),
-                     pl.col("last_ts").alias("last row (UTC)"),
+                     pl.col("first_ts").dt.strftime("%Y-%m-%d %H:%M:%S").alias("first row (UTC)"),
+                     pl.col("last_ts").dt.strftime("%Y-%m-%d %H:%M:%S").alias("last row (UTC)"),
                      pl.col("interval").alias("grid interval"),
-                     pl.col("depth").alias("depth (levels a side)"), "trades"),
+                     pl.col("depth").alias("depth (levels)"), "trades"),
         hide_index=True, width="stretch", key="coverage_table",
     )
 

@@ -63,12 +63,12 @@ else:
     fee = st.select_slider("Fee per side (bps)", options=fees, value=charts.useful_fee(report),
                            key="opportunity_fee",
                            help="Opens on the highest fee at which some horizon still pays "
-                                "on at least 1% of rows: where the answer turns.")
+                                "on at least 5% of rows: where the answer turns.")
     at_fee = report.filter(pl.col("fee_bps") == fee)
     if "horizon_ns" in at_fee.columns:
         at_fee = at_fee.sort("venue", "symbol", "horizon_ns")
     st.plotly_chart(charts.opportunity_figure(at_fee, fee), key="opportunity_chart")
-    pct = {c: pl.col(c) * 100 for c in ("share_long", "share_short", "share_either")
+    pct = {c: (pl.col(c) * 100).round(2) for c in ("share_long", "share_short", "share_either")
            if c in at_fee.columns}
     readable = {"venue": "venue", "symbol": "symbol", "horizon": "horizon",
                 "fee_bps": "fee per side (bps)", "rows": "rows",

@@ -106,10 +106,10 @@ def test_features_page_bins_imbalance_per_horizon_and_filters_fee(pipeline_root,
     assert trace_names(figure) == ["h = 1s", "h = 5s", "h = 10s"]
     assert all(trace["error_y"]["visible"] for trace in figure["data"])
     # The default fee level is the one nearest a typical 10 bps taker fee.
-    # The default fee is the highest at which some horizon still pays on 1% of rows.
+    # The default fee is the highest at which some horizon still pays on 5% of rows.
     before = dataframe(at, "long pays (% of rows)")
     report = pl.read_parquet(pipeline_root / "reports" / "opportunities.parquet")
-    paying = report.filter(pl.max_horizontal("share_long", "share_short") >= 0.01)
+    paying = report.filter(pl.max_horizontal("share_long", "share_short") >= 0.05)
     assert set(before["fee per side (bps)"]) == {paying["fee_bps"].max()}
     assert before["long pays (% of rows)"].max() > 0
     axis = charts(at)["opportunity_chart"]["layout"]["yaxis"]
