@@ -411,6 +411,9 @@ def demo(
 
     if not hours > 0:
         raise UserError(f"--hours must be positive, not {hours}.")
+    for path in capture or ():
+        if not path.is_file():  # said before the data directory is touched
+            raise UserError(f"The capture file '{path}' does not exist.")
     root = data_root(data_dir if data_dir is not None else Path("demo-data"))
     cfg = DemoConfig(data_dir=root, hours=hours,
                      symbols=tuple(s.strip().upper() for s in symbols.split(",") if s.strip()),

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from bookcast import interrupts
+from bookcast.cli import DATA_DIR_HELP
 from bookcast.errors import UserError
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
     @app.command("dashboard")
     def dashboard(
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data)."),
+            None, "--data-dir", help=DATA_DIR_HELP),
         port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."),
         metrics_url: str | None = typer.Option(
             None, "--metrics-url",

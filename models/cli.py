@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from bookcast import terminal
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data).")]
+from bookcast.cli import DataDir
 
 
 def _config(model: str, horizon: str, loss: str, sampler: str, device: str, epochs: int,
