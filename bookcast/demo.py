@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,9 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                       f"http://127.0.0.1:{daemon.metrics_port}/metrics")
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            time.sleep(min(10.0, max(0.1, deadline - time.monotonic())))
+            report_at = min(deadline, time.monotonic() + 10.0)
+            while time.monotonic() < report_at:  # short sleeps: a signal stops it at once
+                time.sleep(min(0.25, max(0.0, report_at - time.monotonic())))
             m = daemon.metrics()
             console.print(
                 f"  {time.monotonic() - daemon.started:4.0f} s: "
@@ -212,8 +215,12 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                 f"gaps {m.get('bookcast_gaps_total', 0):.0f}, "
                 f"reconnects {m.get('bookcast_reconnects_total', 0):.0f}, "
                 f"queue {m.get('bookcast_queue_depth', 0):.0f}", highlight=False)
-        rc, took = daemon.terminate()
-        console.print(f"  SIGTERM: the daemon flushed and exited {rc} in {took:.1f} s")
+        try:
+            rc, took = daemon.terminate(timeout=60.0)  # a busy machine slows the last flush
+            console.print(f"  SIGTERM: the daemon flushed and exited {rc} in {took:.1f} s")
+        except subprocess.TimeoutExpired:
+            console.print("  [yellow]SIGTERM: the daemon did not stop within 60 s; it is "
+                          "killed, so its last flush may be missing[/yellow]")
     finally:
         with interrupts.shielded():  # the daemon's last flush must not be cut short
             if daemon is not None:

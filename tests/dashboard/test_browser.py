@@ -35,7 +35,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -116,6 +116,7 @@ def http_answers(url: str) -> bool:
 
 
 @pytest.mark.browser
+@pytest.mark.timeout(1200)  # a minute or two on 2 cores; far longer when they are busy
 def test_every_page_renders_its_charts_in_chromium(server):
     if not Path(CHROMIUM).exists():
         pytest.fail(CHROMIUM_MISSING)  # `make test` installs it or says it could not
