@@ -42,7 +42,7 @@ SMALLER = [
     (r"^(bookcast demo --capture .*)$", r"\1 --live-seconds 4 --models logistic"),
     (r"^bookcast simulate --hours \d+", "bookcast simulate --hours 0.25"),
     (r"--epochs \d+", "--epochs 1 --window 20"),
-    (r"--train-window 30m --step 15m", "--train-window 10m --step 2m"),
+    (r"--train-window 30m --step 15m", "--train-window 10m --step 4m"),
 ]
 
 
