@@ -228,6 +228,18 @@ class CaptureWriter:
         self.closed = True
         return self.path
 
+    def discard(self) -> None:
+        """Give up on the file: close it and remove the temporary name, leaving nothing."""
+        if self.closed:
+            return
+        try:
+            if self._stream is not self._raw:
+                self._stream.close()
+            self._raw.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
+            self.closed = True
+
     def __enter__(self) -> CaptureWriter:
         return self
 
