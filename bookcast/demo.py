@@ -75,14 +75,14 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
         console.print(f"  {venue} {', '.join(symbols)} from {len(captures)} file(s)")
     else:
         venue, symbols = SIM_VENUE, list(cfg.symbols)
-        from collector.simulator.cli import simulate_command
+        from collector.simulator import preset_for, simulate_captures
 
         out = root / "captures"
         step(1, total, f"simulate {cfg.hours:g} h of {', '.join(cfg.symbols)}",
              f"bookcast simulate --hours {cfg.hours:g} --symbols {','.join(cfg.symbols)} "
              f"--seed {cfg.seed} --out {out}")
-        simulate_command(hours=cfg.hours, out=out, symbols=",".join(cfg.symbols), seed=cfg.seed,
-                         venue=venue, preset_file=None, calibrate_from=None, compression="gz")
+        simulate_captures(venue, [preset_for(venue, s) for s in cfg.symbols], "default",
+                          cfg.hours, cfg.seed, out, progress=True)
         captures = sorted((out / venue).glob("*.jsonl.gz"))
     fees = resolve_fees(cfg.fee_preset, None, venue)
 
