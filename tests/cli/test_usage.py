@@ -40,8 +40,9 @@ def test_version_prints_the_installed_version():
 
 def test_shell_completion_is_offered_and_completes_subcommands():
     # the shell is detected from the parent process, as at a prompt
-    proc = subprocess.run(["bash", "-c", f"{BOOKCAST} --show-completion"], capture_output=True,
-                          text=True, timeout=120)
+    # (a second command keeps bash from exec-ing into bookcast, so bash stays the parent)
+    proc = subprocess.run(["bash", "-c", f"{BOOKCAST} --show-completion; exit $?"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "_bookcast_completion" in proc.stdout, proc.stderr
     # what the installed bash function runs on <TAB> after `bookcast rep`
     completed = subprocess.run([BOOKCAST], capture_output=True, text=True, timeout=60,
