@@ -10,6 +10,8 @@ file. A file is cut when the UTC date changes, after `rotate_rows` rows, after
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +26,37 @@ DAY_NS = NS_PER_UNIT["d"]
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file under a temporary name, fsync it, then rename it into place."""
+    """Write a Parquet file under a temporary name, fsync it, then rename it into place.
+
+    On an OSError (a full disk) the temporary file is removed and the error raised
+    untouched, so the same write can be retried.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        pq.write_table(table, fh, compression="zstd", use_dictionary=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            pq.write_table(table, fh, compression="zstd", use_dictionary=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+@dataclass
+class PendingPart:
+    """Rows taken from a writer, not yet encoded: `write()` makes the file (any thread)."""
+
+    path: Path
+    rows: int
+    first_ts: int
+    build: Callable[[], pa.Table] = field(repr=False)
+
+    def write(self) -> Path:
+        write_table_atomic(self.build(), self.path)
+        return self.path
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -59,6 +83,7 @@ class _PartitionBuffer:
         self.files: list[Path] = []
         self._day: int | None = None
         self._first_ts: int | None = None
+        self._pending: list[PendingPart] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -71,25 +96,41 @@ class _PartitionBuffer:
         day = ts // DAY_NS
         if self.rows and (day != self._day or self.rows >= self.rotate_rows or (
                 self.rotate_ns is not None and ts - self._first_ts >= self.rotate_ns)):
-            self.flush()
+            detached = self.detach()
+            if detached is not None:
+                self._pending.append(detached)
         if not self.rows:
             self._day, self._first_ts = day, ts
 
-    def flush(self) -> Path | None:
+    def detach(self) -> PendingPart | None:
+        """The rows buffered so far as a part to write, and a fresh buffer (cheap)."""
         if not self.rows:
             return None
         from bookcast.timeutil import utc_date
 
-        table = self._table().replace_schema_metadata(
-            file_metadata(self.venue, self.symbol, **self.metadata))
+        table = self._table()  # stand-in: the columns are converted here, written later
+        meta = file_metadata(self.venue, self.symbol, **self.metadata)
         directory = partition_dir(self.root, self.dataset, self.venue, self.symbol,
                                   utc_date(self._first_ts))
-        path = directory / f"part-{self._first_ts}.parquet"
-        write_table_atomic(table, path)
-        self.files.append(path)
+        part = PendingPart(directory / f"part-{self._first_ts}.parquet", self.rows,
+                           self._first_ts, lambda: table.replace_schema_metadata(meta))
         self.rows_written += self.rows
         self.rows = 0
         self._reset()
+        return part
+
+    def take_pending(self) -> list[PendingPart]:
+        """Parts cut by a rotation inside `add()`, in order."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def flush(self) -> Path | None:
+        """Write the rotated parts and the buffered rows now (replay, tests)."""
+        path = None
+        for part in [*self.take_pending(), self.detach()]:
+            if part is not None:
+                path = part.write()
+                self.files.append(path)
         return path
 
 
