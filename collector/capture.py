@@ -182,6 +182,66 @@ def encode_record(ts_ns: int, kind: str, conn: str, data: str | None = None,
     return orjson.dumps(obj) + b"\n"
 
 
+def compress_capture(data: bytes, suffix: str, level: int = 3) -> bytes:
+    """Capture lines compressed as a file with this suffix would hold them."""
+    if suffix == ".zst":
+        return zstandard.ZstdCompressor(level=level).compress(data)
+    if suffix == ".gz":
+        return gzip.compress(data, compresslevel=min(level, 9), mtime=0)
+    return data
+
+
+def write_capture_atomic(path: Path, lines: bytes, level: int = 3) -> Path:
+    """Write complete capture lines as one file: temporary name, fsync, rename.
+
+    On any failure the temporary file is removed and the error raised as it came, so
+    the same write can be retried and leaves no debris.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(compress_capture(lines, path.suffix, level))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def salvage_lines(path: Path) -> bytes:
+    """The complete lines a partial capture file (a crash's debris) still decodes to.
+
+    A zstd or gzip stream cut mid-write decodes up to the cut; the last, unfinished
+    line is dropped, and so is anything after a point the decoder cannot pass.
+    """
+    raw = path.read_bytes()
+    out = bytearray()
+    try:
+        if raw[:4] == ZSTD_MAGIC:
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw),
+                                                                read_across_frames=True)
+            while chunk := reader.read(1 << 16):
+                out += chunk
+        elif raw[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
+                while chunk := fh.read(1 << 16):
+                    out += chunk
+        else:
+            out += raw
+    except (EOFError, OSError, zstandard.ZstdError):
+        pass  # cut here: keep what decoded
+    end = out.rfind(b"\n")
+    return bytes(out[:end + 1]) if end >= 0 else b""
+
+
 class CaptureWriter:
     """Writes a capture file: gzip or zstd chosen by the suffix, temp name then rename.
 

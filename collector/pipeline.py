@@ -239,6 +239,7 @@ class Pipeline:
 
     def request_snapshot(self, state: SymbolState) -> None:
         state.snapshot_requests += 1
+        state.awaiting_snapshot = True
         if self.on_snapshot_request is not None:
             self.on_snapshot_request(state)
 

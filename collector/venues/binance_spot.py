@@ -41,6 +41,20 @@ def decimal_text(units: int) -> str:
 def error_reply(code: int, message: str) -> dict[str, Any]:
     """Binance's JSON error body."""
     return {"code": code, "msg": message}
+
+
+def stream_key(name: str) -> tuple[str, str]:
+    """'btcusdt@depth@100ms' -> ('BTCUSDT', 'depth'): the update speed does not matter here."""
+    symbol, _, rest = name.partition("@")
+    return symbol.upper(), rest.partition("@")[0]
+
+
+def message_stream(text: str) -> str | None:
+    """The stream name of a combined-stream message, read without parsing the JSON."""
+    if not text.startswith('{"stream":"'):
+        return None
+    end = text.find('"', 11)
+    return text[11:end] if end > 0 else None
 UNITS_CACHE_MAX = 1 << 16  # distinct price and quantity strings remembered (then cleared)
 _units_cache: dict[str, int] = {}
 

@@ -160,6 +160,10 @@ class CoinbaseAdvanced(Venue):
 
     def apply_snapshot(self, state: SymbolState, event: dict[str, Any], seq: int | None,
                        ts_recv: int) -> None:
+        if event["updates"]:
+            first = event["updates"][0]
+            state.extra["decimals"] = (len(first["price_level"].partition(".")[2]),
+                                       len(first["new_quantity"].partition(".")[2]))
         state.book.clear()
         self.apply_updates(state, event["updates"], seq, ts_recv)
         state.level_updates -= len(event["updates"])  # a snapshot is not a level update

@@ -86,6 +86,13 @@ def parse_rfc3339_ns(text: str) -> int:
     return _epoch_seconds(prefix, offset) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
 
 
+def format_rfc3339_ns(ns: int) -> str:
+    """Int nanoseconds as Coinbase writes times: '2026-08-09T21:05:48.228568804Z'."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
 def product_tick_sizes(reply: Any) -> dict[str, float]:
     """product id -> quote_increment from a Coinbase products reply (either API's shape)."""
     products = reply.get("products") if isinstance(reply, dict) else reply

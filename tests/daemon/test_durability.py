@@ -58,7 +58,7 @@ def test_sigkill_at_random_moments_leaves_readable_files_and_loses_one_flush_at_
 
 
 def soak(processes: list, captures: list[Path], data_dir: Path, loops: int,
-         min_messages: int, queue_size: int) -> tuple[int, list[float]]:
+         min_messages: int, queue_size: int, outrun: bool = True) -> tuple[int, list[float]]:
     """Messages as fast as the daemon reads them; returns messages and RSS samples (MiB)."""
     emulator = Emulator(captures, "--speed", "0", "--loop", str(loops))
     processes.append(emulator)
@@ -90,7 +90,8 @@ def soak(processes: list, captures: list[Path], data_dir: Path, loops: int,
     # the feed outran the daemon, which waited instead of dropping: the only gaps are
     # the joins between loops, at most one per symbol per join (when the emulator is a
     # loop ahead, one newer snapshot can cover two joins), nothing was lost silently
-    assert metrics["bookcast_backpressure_events_total"] > 0
+    if outrun:
+        assert metrics["bookcast_backpressure_events_total"] > 0
     assert 0 < metrics["bookcast_gaps_total"] <= 2 * (loops - 1)
     # with the bookTicker stream on, every rebuilt book was cross-checked and agreed
     assert metrics["bookcast_top_of_book_checks_total"] > 0
@@ -118,6 +119,7 @@ def test_million_message_soak_keeps_memory_flat(processes: list, captures_dir: P
                                                 tmp_path: Path) -> None:
     captures = [captures_dir / "binance-spot/btcusdt_20240808-09.jsonl.gz",
                 captures_dir / "binance-spot/ethusdt_20240808-09.jsonl.gz"]
+    # with a queue this deep the daemon may keep up with the emulator: no backpressure
     _, rss = soak(processes, captures, tmp_path / "data", loops=6, min_messages=1_000_000,
-                  queue_size=10_000)
+                  queue_size=10_000, outrun=False)
     assert_flat(rss)

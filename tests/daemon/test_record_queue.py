@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from collector.daemon.service import RecordQueue
+from collector.daemon.record_queue import RecordQueue
 
 
 def run(coro):
