@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: run test test-slow lint bench clean-venv
+.PHONY: run test test-slow test-chaos lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,13 @@ run: $(STAMP)
 	$(BIN)/bookcast demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not slow and not chaos" -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+test-chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos -n 2 tests/daemon/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

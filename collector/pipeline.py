@@ -232,7 +232,7 @@ class Pipeline:
         state.valid = False
         state.gap_pending = True
         self._last_levels.pop(state.symbol, None)
-        if was_valid or "gap" in reason or "checksum" in reason:
+        if self.on_event is None and (was_valid or "gap" in reason or "checksum" in reason):
             log.warning("%s %s: book invalid until resynchronised: %s", self.venue_name,
                         state.symbol, reason)
         self._notify("invalid", state, reason)

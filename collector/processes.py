@@ -112,11 +112,18 @@ class DaemonProcess:
         return values
 
     def healthz(self) -> int:
+        return self._health()[0]
+
+    def health_text(self) -> str:
+        return self._health()[1]
+
+    def _health(self) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz") as r:
-                return r.status
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, exc.read().decode()
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
         started = time.monotonic()

@@ -76,6 +76,7 @@ class WriteCounters:
         default_factory=lambda: defaultdict(int))  # (dataset, venue, symbol) -> rows
     backlog_bytes: int = 0
     backlog_parts: int = 0
+    write_seconds_max: float = 0.0  # the longest successful write of one part
     failing_since: float | None = None  # monotonic start of the current failure episode
     last_error: str = ""
 
@@ -89,6 +90,7 @@ class ServiceCounters:
     backpressure_events: int = 0
     backpressure_seconds: float = 0.0
     flushes: int = 0
+    flush_late_seconds_max: float = 0.0  # how much later than planned a flush ran, at most
     refreshes: int = 0
     recovered_files: int = 0
     removed_files: int = 0

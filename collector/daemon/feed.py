@@ -270,6 +270,8 @@ class VenueFeed:
         """Rows the disk writer had no room for: the book's next row says so."""
         if job.dataset == "snapshots":
             self.pipeline.mark_gap(job.symbol)
+        elif job.dataset == "raw":
+            self.raw.mark_lost([self.connection.conn])
 
     def report(self) -> FeedReport:
         conn = self.connection

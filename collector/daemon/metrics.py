@@ -62,6 +62,8 @@ SERVICE_COUNTERS = {
     "bookcast_backpressure_seconds": ("Seconds receivers spent waiting for queue space.",
                                       "backpressure_seconds"),
     "bookcast_flushes": ("Flushes of Parquet and raw capture to the disk writer.", "flushes"),
+    "bookcast_flush_late_seconds_max": ("The latest a flush ran after it was due (a busy "
+                                        "loop), seconds.", "flush_late_seconds_max"),
     "bookcast_book_refreshes": ("Periodic fresh snapshots asked for (venues whose checks do "
                                 "not cover every level).", "refreshes"),
     "bookcast_startup_recovered_files": ("Partial raw captures left by a crash whose complete "
@@ -173,7 +175,8 @@ class _ViewCollector:
         capacity.add_metric([], service.queue_capacity)
         yield from (depth, capacity)
         for name, (text, attr) in SERVICE_COUNTERS.items():
-            family = CounterMetricFamily(name, text)
+            kind = GaugeMetricFamily if name.endswith("_max") else CounterMetricFamily
+            family = kind(name, text)
             family.add_metric([], getattr(service, attr))
             yield family
 
@@ -195,7 +198,10 @@ def _write_metrics(writes: WriteCounters) -> Iterator[Metric]:
     backlog.add_metric([], writes.backlog_bytes)
     failing = GaugeMetricFamily("bookcast_write_failing", "1 while writes to disk fail.")
     failing.add_metric([], 0.0 if writes.failing_since is None else 1.0)
-    yield from (errors, dropped, parts, backlog, failing)
+    slowest = GaugeMetricFamily("bookcast_write_seconds_max", "The longest write of one part "
+                                "(encode, fsync, rename), seconds.")
+    slowest.add_metric([], writes.write_seconds_max)
+    yield from (errors, dropped, parts, backlog, failing, slowest)
 
 
 async def start_metrics_server(metrics: DaemonMetrics, sock: socket.socket) -> object:

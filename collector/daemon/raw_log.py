@@ -12,9 +12,12 @@ from pathlib import Path
 
 from bookcast.paths import raw_dir
 from bookcast.timeutil import NS_PER_UNIT, utc_date, utc_day_start_ns
-from collector.capture import write_capture_atomic
+from collector.capture import encode_record, write_capture_atomic
 
 RAW_SUFFIX = ".jsonl.zst"
+# the url of the `connect` record that marks where dropped records are missing: a replay
+# then rebuilds the connection's books from their next snapshot, as after a reconnection
+RECORDS_DROPPED_URL = "bookcast:raw-records-dropped"
 
 
 class RawSegment:
@@ -48,8 +51,18 @@ class RawCaptureLog:
         self._first_ts = 0
         self._day_end = 0
         self._pending: list[RawSegment] = []
+        self._lost_conns: list[str] = []
+
+    def mark_lost(self, conns: list[str]) -> None:
+        """Records of these connections were dropped: say so before the next record."""
+        self._lost_conns = list(conns)
 
     def write(self, line: bytes, ts_ns: int) -> None:
+        if self._lost_conns:
+            conns, self._lost_conns = self._lost_conns, []
+            for conn in conns:
+                self.write(encode_record(ts_ns, "connect", conn, None, RECORDS_DROPPED_URL),
+                           ts_ns)
         if not self._count or ts_ns >= self._day_end:
             if self._count:
                 self._pending.append(self._cut())

@@ -270,8 +270,14 @@ class CollectorService:
         queue = self.queue
         disk = self.disk
         assert queue is not None and disk is not None
+        interval = self.config.flush_interval_s
+        due = time.monotonic() + interval
         while True:
-            await asyncio.sleep(self.config.flush_interval_s)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            late = time.monotonic() - due
+            self.counters.flush_late_seconds_max = max(self.counters.flush_late_seconds_max,
+                                                       late)
+            due = max(due + interval, time.monotonic())
             # what the processor lets linger is received, so it belongs to this flush:
             # a crash then loses no more than the flush interval. The processor holds
             # nothing between its awaits, so taking the queue here keeps the order.

@@ -152,6 +152,7 @@ class DiskWriter:
         counters = self.counters
         delay = RETRY_INITIAL_S
         while True:
+            started = time.monotonic()
             try:
                 job.part.write()
             except OSError as exc:
@@ -173,7 +174,13 @@ class DiskWriter:
                                                 "dataset": job.dataset}})
                 counters.dropped[job.dataset] += job.part.rows
                 return False
-            if counters.failing_since is not None:
+            counters.write_seconds_max = max(counters.write_seconds_max,
+                                             time.monotonic() - started)
+            with self._wake:
+                caught_up = len(self._jobs) <= 1
+            # the episode ends when everything that waited is written: a nearly full disk
+            # that takes one small part and refuses the next is still one episode
+            if counters.failing_since is not None and caught_up:
                 log.info("writing again", extra={"fields": {
                     "path": str(job.part.path), "dataset": job.dataset,
                     "failed_for_s": round(time.monotonic() - counters.failing_since, 2),

@@ -30,7 +30,15 @@ def _product_requests(msg: Any, wants_book: bool) -> list[tuple[str, str]]:
     return [(msg["type"], p) for p in msg.get("product_ids", []) if isinstance(p, str)]
 
 
+def _subscribed(msg: Any) -> list[str]:
+    if not isinstance(msg, dict) or msg.get("type") != "subscribe":
+        return []
+    return [p for p in msg.get("product_ids", []) if isinstance(p, str)]
+
+
 class CoinbaseExchangeServer(SubscribeServer):
+    subscribed_symbols = staticmethod(_subscribed)
+
     def classify(self, text: str) -> tuple[str | None, bool, bool]:
         try:
             msg = orjson.loads(text)
@@ -64,6 +72,8 @@ class CoinbaseExchangeServer(SubscribeServer):
 
 
 class CoinbaseAdvancedServer(SubscribeServer):
+    subscribed_symbols = staticmethod(_subscribed)
+
     def classify(self, text: str) -> tuple[str | None, bool, bool]:
         if '"l2_data"' not in text:
             return None, False, False

@@ -46,6 +46,7 @@ class FaultCounts:
     stalled_messages: int = 0  # messages a stall kept from the client (lost, as on a venue)
     throttled: int = 0
     bad_utf8: int = 0
+    followed: int = 0  # skipped or garbled updates a later update of the book followed
     resubscribes: int = 0  # resubscriptions answered with a fresh snapshot
 
 
@@ -68,6 +69,7 @@ class Client:
         self.corrupt_due = False
         self.stall_until = 0.0
         self.stalled = False
+        self.unfollowed: set[str | None] = set()  # symbols with a fault no update followed yet
 
     async def deliver(self, text: str, symbol: str | None, is_update: bool) -> None:
         """Send one message of the venue's, unless a fault takes it."""
@@ -75,11 +77,8 @@ class Client:
         if self.ws.closed:
             return
         self.offered += 1
-        if self.stall_until:
-            if time.monotonic() < self.stall_until:
-                counts.stalled_messages += 1
-                return  # quiet: the venue sends nothing to this connection
-            self.stall_until = 0.0
+        if self.stalling():
+            return
         if plan.stall_s and not self.stalled and self.sent >= plan.stall_after:
             self.stalled = True
             counts.stalls += 1
@@ -98,18 +97,35 @@ class Client:
                 if self.gap_due:
                     self.gap_due = False
                     counts.gaps += 1
+                    self.unfollowed.add(symbol)
                     return
                 self.corrupt_due = False
                 counts.corruptions += 1
-                text = text[: len(text) // 2]  # cut mid-message: no longer JSON
+                await self.send(text[: len(text) // 2])  # cut mid-message: no longer JSON
+                self.unfollowed.add(symbol)
+                return
+            if symbol in self.unfollowed:
+                self.unfollowed.discard(symbol)
+                counts.followed += 1
         await self.send(text)
         if plan.bad_utf8_every and self.offered % plan.bad_utf8_every == 0:
             counts.bad_utf8 += 1
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_frame(BAD_UTF8, WSMsgType.TEXT)
 
+    def stalling(self) -> bool:
+        """In a stall the venue sends nothing to this connection, replies included."""
+        if self.stall_until:
+            if time.monotonic() < self.stall_until:
+                self.counts.stalled_messages += 1
+                return True
+            self.stall_until = 0.0
+        return False
+
     async def send(self, text: str) -> None:
-        """Send a message no fault may take (replies to what the client asked)."""
+        """Send a reply to what the client asked (only a stall keeps it)."""
+        if self.stalling():
+            return
         self.sent += 1
         self.server.messages_sent += 1
         with contextlib.suppress(ConnectionError, RuntimeError):

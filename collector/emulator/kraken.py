@@ -39,6 +39,12 @@ class KrakenServer(SubscribeServer):
             return []
         return [(msg["event"], p) for p in msg.get("pair", []) if isinstance(p, str)]
 
+    @staticmethod
+    def subscribed_symbols(msg: Any) -> list[str]:
+        if not isinstance(msg, dict) or msg.get("event") != "subscribe":
+            return []
+        return [p for p in msg.get("pair", []) if isinstance(p, str)]
+
     def _channel(self, session: Session, pair: str) -> int:
         protocol = session.exchange.venue
         assert isinstance(protocol, Kraken)

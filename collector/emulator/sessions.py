@@ -37,6 +37,7 @@ class Session:
         self.server, self.client = server, client
         self.exchange = ExchangeBook(server.venue_name)
         self.unsubscribed: set[str] = set()
+        self.subscribed: set[str] = set()  # what the client asked for: only that is sent
         self.sequence = 0  # for venues that number a connection's messages
 
     async def emit(self, text: str, symbol: str | None, is_update: bool) -> None:
@@ -58,6 +59,10 @@ class SubscribeServer(VenueServer):
 
     def book_requests(self, msg: Any) -> list[tuple[str, str]]:
         """[(subscribe|unsubscribe, symbol)] of a client message, for book channels."""
+        raise NotImplementedError
+
+    def subscribed_symbols(self, msg: Any) -> list[str]:
+        """The symbols a client's subscribe message names, whatever the channel."""
         raise NotImplementedError
 
     def unsubscribed_replies(self, session: Session, symbol: str) -> list[str]:
@@ -89,11 +94,19 @@ class SubscribeServer(VenueServer):
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
-                if player is None:
-                    if '"subscribe"' in msg.data:
-                        player = asyncio.create_task(self.play(session))
+                try:
+                    request = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
                     continue
-                await self.answer(session, msg.data)
+                books = self.book_requests(request)
+                if any(action == "unsubscribe" or symbol in session.unsubscribed
+                       for action, symbol in books):
+                    await self.answer(session, books)
+                    continue
+                # the subscribe messages a connection opens with (there may be several)
+                session.subscribed.update(self.subscribed_symbols(request))
+                if player is None and session.subscribed:
+                    player = asyncio.create_task(self.play(session))
         finally:
             self.clients.discard(client)
             if player is not None:
@@ -109,25 +122,25 @@ class SubscribeServer(VenueServer):
                 continue
             session.exchange.feed(rec)
             symbol, is_update, is_book = self.classify(rec.data)
+            if symbol is not None and symbol not in session.subscribed:
+                continue  # a product the client did not ask for
             if is_book and symbol in session.unsubscribed:
                 continue  # the client unsubscribed this book: the venue sends nothing of it
             await session.emit(rec.data, symbol, is_update)
         self.done = True
 
-    async def answer(self, session: Session, text: str) -> None:
-        """A client's unsubscribe or resubscribe, answered as the venue answers it."""
-        try:
-            msg = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return
-        for action, symbol in self.book_requests(msg):
+    async def answer(self, session: Session, books: list[tuple[str, str]]) -> None:
+        """A client's unsubscribe or resubscribe, answered as the venue answers it.
+
+        Only a subscribe after an unsubscribe is a resubscription; the subscribe messages
+        a connection opens with are answered by the recording.
+        """
+        for action, symbol in books:
             if action == "unsubscribe":
                 session.unsubscribed.add(symbol)
                 for reply in self.unsubscribed_replies(session, symbol):
                     await session.reply(reply)
             elif symbol in session.unsubscribed:
-                # only a subscribe after an unsubscribe is a resubscription; the first
-                # subscribe messages of a connection are answered by the recording
                 state = await self._valid_book(session, symbol)
                 if state is None:
                     continue
