@@ -129,11 +129,12 @@ def clean_up_debris(root: Path, streams: list[tuple[str, list[str]]],
             final = tmp.with_name(tmp.name[1:-len(".tmp")])
             lines = salvage_lines(tmp)
             if lines and not final.exists():
+                # the recovered lines go through the same temporary name: written over
+                # the debris, then renamed, so a crash now leaves debris, never a loss
                 write_capture_atomic(final, lines)
                 debris.recovered += 1
                 debris.lines += lines.count(b"\n")
                 debris.paths.append(str(final))
-                tmp.unlink()
             else:
                 _remove(tmp, debris)
     if debris.recovered or debris.removed:

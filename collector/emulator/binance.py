@@ -58,6 +58,8 @@ class BinanceServer(VenueServer):
         self.last_served: dict[str, int] = {}
         self.known_symbols = self._prescan()
         self._weight_window = (0, 0)  # (minute, weight used in it)
+        self.depth_in_flight: dict[str, int] = {}
+        self.max_depth_in_flight = 0  # most depth requests for one symbol at once
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(self.ws_path, self.stream)
@@ -130,13 +132,24 @@ class BinanceServer(VenueServer):
             self.clients.discard(client)
         return ws
 
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "max_depth_in_flight": self.max_depth_in_flight}
+
     async def depth_snapshot(self, request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "").upper()
+        self.depth_in_flight[symbol] = self.depth_in_flight.get(symbol, 0) + 1
+        self.max_depth_in_flight = max(self.max_depth_in_flight, self.depth_in_flight[symbol])
+        try:
+            return await self._depth_reply(request, symbol)
+        finally:
+            self.depth_in_flight[symbol] -= 1
+
+    async def _depth_reply(self, request: web.Request, symbol: str) -> web.Response:
         faults = self.config.faults
         if self.counts.throttled < faults.throttle_rest:
             self.counts.throttled += 1
             return web.json_response(error_reply(TOO_MANY_REQUESTS, "Too many requests."),
                                      status=429, headers={"Retry-After": "1"})
-        symbol = request.query.get("symbol", "").upper()
         if not symbol:
             return web.json_response(error_reply(
                 MANDATORY_PARAM, "Mandatory parameter 'symbol' was not sent, was empty/null, "

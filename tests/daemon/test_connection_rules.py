@@ -85,3 +85,52 @@ def test_an_endpoint_keeps_the_venue_path_and_query_over_plain_transport() -> No
                          "127.0.0.1:8765") == \
         "http://127.0.0.1:8765/api/v3/depth?symbol=BTCUSDT&limit=5000"
     assert with_endpoint(url, None) == url
+
+
+def test_rest_throttling_is_shared_by_every_request_to_the_host_and_grows_from_a_second(
+        ) -> None:
+    """A real HTTP server on 127.0.0.1 answers 429 without Retry-After twice, then 200.
+    Two symbols' requests share the host's throttle: none is sent while it blocks."""
+    import asyncio
+    import time
+
+    import aiohttp
+    from aiohttp import web
+
+    from collector.daemon.connection import fetch_with_retry
+    from collector.daemon.counters import RestCounters
+
+    arrivals: list[float] = []
+
+    async def depth(request: web.Request) -> web.Response:
+        arrivals.append(time.monotonic())
+        if len(arrivals) <= 2:
+            return web.json_response({"code": -1003, "msg": "Too many requests."}, status=429)
+        return web.json_response({"lastUpdateId": 1, "bids": [], "asks": []})
+
+    async def scenario() -> tuple[RestCounters, HostThrottle]:
+        app = web.Application()
+        app.router.add_get("/api/v3/depth", depth)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        venue = venue_class("binance-spot")(None)  # type: ignore[arg-type]
+        throttle, counters = HostThrottle(), RestCounters()
+        try:
+            async with aiohttp.ClientSession() as session:
+                urls = [f"http://127.0.0.1:{port}/api/v3/depth?symbol={s}&limit=5"
+                        for s in ("BTCUSDT", "ETHUSDT")]
+                await asyncio.gather(*(fetch_with_retry(session, venue, url, None, throttle,
+                                                        Backoff(), counters) for url in urls))
+        finally:
+            await runner.cleanup()
+        return counters, throttle
+
+    counters, throttle = asyncio.run(scenario())
+    assert counters.throttled == 2 and counters.requests == 4
+    # after the first 429 nothing reached the host for at least a second (load can only
+    # make the wait longer), and the second 429 blocked it longer still
+    assert arrivals[2] - arrivals[1] >= THROTTLE_INITIAL_S
+    assert throttle.strikes == 0  # reset by the success
