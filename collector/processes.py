@@ -71,10 +71,12 @@ class DaemonProcess:
         self.log_path = log or data_dir.parent / f"{data_dir.name}-daemon.log"
         self.log_file = self.log_path.open("w")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([BOOKCAST, "collect", "--data-dir", str(data_dir),
-                                      "--metrics-port", "0", *args],
-                                     stdout=subprocess.DEVNULL, stderr=self.log_file)
+        self.proc = self._popen([BOOKCAST, "collect", "--data-dir", str(data_dir),
+                                 "--metrics-port", "0", *args])
         self.metrics_port = self._wait_for_port()
+
+    def _popen(self, argv: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.log_file)
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + STARTUP_S
