@@ -43,7 +43,7 @@ log = logging.getLogger("bookcast.daemon")
 SHUTDOWN_S = 5.0  # SIGTERM to exit, in every state
 SHUTDOWN_CONNECTION_WAIT_S = 1.0
 SHUTDOWN_DRAIN_S = 1.0  # the processor's last batches
-SHUTDOWN_MARGIN_S = 1.5  # left for giving up on the disk, closing sessions, exiting
+SHUTDOWN_MARGIN_S = 2.0  # left for giving up on the disk, closing sessions, exiting
 
 
 @dataclass

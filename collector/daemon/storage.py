@@ -117,7 +117,7 @@ class DiskWriter:
         if not self._thread.is_alive():
             return None
         self._abandon.set()
-        self._thread.join(0.5)  # it is retrying (sleeping) or inside one write
+        self._thread.join(0.2)  # it is retrying (sleeping) or inside one write
         with self._wake:
             left = list(self._jobs)
         rows: dict[str, int] = {}

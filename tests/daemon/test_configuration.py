@@ -251,3 +251,47 @@ def test_sigterm_while_the_disk_is_full_exits_1_within_5_s_saying_what_was_lost(
     assert len(errors) == 1 and "Traceback" not in stderr
     assert "Could not write" in errors[0] and "snapshot rows" in errors[0]
     assert "No space left on device" in errors[0]
+
+
+def test_a_data_dir_turned_read_only_mid_run_is_survived_and_written_once_writable(
+        processes: list, slices: dict[str, Path], tmp_path: Path) -> None:
+    """The datasets' directories become read-only bind mounts of themselves (EROFS for
+    every new file, as after a remount), then writable again."""
+    import subprocess as sp
+
+    emulator = Emulator([slices["btc-spot"]], "--speed", "10", "--loop", "3")
+    processes.append(emulator)
+    data_dir = tmp_path / "data"
+    daemon = Daemon(data_dir, "--venue", "binance-spot", "--symbol", "BTCUSDT", "--endpoint",
+                    emulator.addresses["binance-spot"], "--flush-interval", "0.5s")
+    processes.append(daemon)
+    wait_for("rows on disk",
+             lambda: daemon.metrics().get("bookcast_snapshots_written_total", 0) > 0)
+    frozen = [data_dir / "raw", data_dir / "snapshots", data_dir / "trades"]
+    mounted = []
+    try:
+        for path in frozen:
+            bind = sp.run(["mount", "--bind", str(path), str(path)], capture_output=True)
+            if bind.returncode:
+                pytest.skip(f"cannot bind-mount here ({bind.stderr.decode().strip()}); "
+                            f"run as root (CI does)")
+            mounted.append(path)
+            sp.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+        wait_for("a failing write and /healthz 503",
+                 lambda: daemon.metrics()["bookcast_write_failing"] == 1
+                 and daemon.healthz() == 503)
+        assert "Read-only file system" in daemon.health_text()
+        written = daemon.metrics()["bookcast_snapshots_written_total"]
+    finally:
+        for path in reversed(mounted):
+            sp.run(["umount", str(path)], check=True)
+    wait_for("writing again", lambda: daemon.metrics()["bookcast_write_failing"] == 0
+             and daemon.metrics()["bookcast_snapshots_written_total"] > written
+             and daemon.healthz() == 200)
+    metrics = daemon.metrics()
+    assert metrics["bookcast_rows_dropped_total"] == 0  # they waited, and were written late
+    assert metrics["bookcast_write_errors_total"] > 0
+    rc, seconds = daemon.terminate()
+    assert rc == 0 and seconds < 5.0
+    errors = [e for e in daemon.events() if e["event"].startswith("cannot write")]
+    assert len(errors) == 1 and "Read-only" in errors[0]["error"]
