@@ -48,6 +48,8 @@ class Venue:
     rest_weight_limit: ClassVar[int | None] = None
     # the reply header in which the venue reports the weight already used
     used_weight_header: ClassVar[str | None] = None
+    # size steps (lot sizes) of the symbols above, as the venue's exchange info lists them
+    lot_sizes: ClassVar[dict[str, float]] = {}
 
     # most diffs a book buffers while it waits for a snapshot; older ones are dropped
     max_buffered: ClassVar[int] = 50_000

@@ -30,12 +30,15 @@ MANDATORY_PARAM = -1102
 INVALID_SYMBOL = -1121
 
 
-def decimal_text(units: int) -> str:
-    """A price or quantity in Binance's fixed 8-decimal spelling (10 if it needs them)."""
-    try:
-        return format_units(units, 8)
-    except ValueError:
-        return format_units(units, UNIT_DECIMALS)
+def decimal_text(units: int, decimals: int = 8) -> str:
+    """A price or quantity in Binance's fixed-decimal spelling (`decimals`, the venue's
+    `wire_decimals`; more where a value needs them)."""
+    for places in (decimals, 8, UNIT_DECIMALS):
+        try:
+            return format_units(units, max(places, decimals))
+        except ValueError:
+            continue
+    raise ValueError(f"{units} units do not fit {UNIT_DECIMALS} decimals")
 
 
 def error_reply(code: int, message: str) -> dict[str, Any]:
@@ -82,6 +85,9 @@ class BinanceSpot(Venue):
     tick_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.01, "ETHUSDT": 0.01}
     rest_weight_limit: ClassVar[int | None] = 6000  # per minute per IP, published
     used_weight_header: ClassVar[str | None] = "X-MBX-USED-WEIGHT-1M"
+    lot_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.00001, "ETHUSDT": 0.0001}
+    # decimals the venue writes prices and quantities with ("61837.63000000")
+    wire_decimals: ClassVar[tuple[int, int]] = (8, 8)
     ws_base: ClassVar[str] = "wss://stream.binance.com:9443"
     rest_base: ClassVar[str] = "https://api.binance.com"
     depth_path: ClassVar[str] = "/api/v3/depth"
@@ -126,9 +132,12 @@ class BinanceSpot(Venue):
 
     def depth_reply(self, state: SymbolState, limit: int) -> dict[str, Any]:
         """The REST depth reply for a book (the emulator serves it): best `limit` levels."""
+        price_dp, size_dp = self.wire_decimals
         return {"lastUpdateId": state.seq,
-                "bids": [[decimal_text(p), decimal_text(q)] for p, q in state.book.bids(limit)],
-                "asks": [[decimal_text(p), decimal_text(q)] for p, q in state.book.asks(limit)]}
+                "bids": [[decimal_text(p, price_dp), decimal_text(q, size_dp)]
+                         for p, q in state.book.bids(limit)],
+                "asks": [[decimal_text(p, price_dp), decimal_text(q, size_dp)]
+                         for p, q in state.book.asks(limit)]}
 
     # -- messages ---------------------------------------------------------------------
     def on_message(self, ts_recv: int, conn: str, data: str, where: str) -> None:

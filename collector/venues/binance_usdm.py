@@ -21,6 +21,8 @@ class BinanceUsdm(BinanceSpot):
     symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Z0-9_]{2,30}$")
     tick_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.1, "ETHUSDT": 0.01}
     rest_weight_limit: ClassVar[int | None] = 2400
+    lot_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.001, "ETHUSDT": 0.001}
+    wire_decimals: ClassVar[tuple[int, int]] = (2, 3)  # "61800.20", "2.909"
     ws_base: ClassVar[str] = "wss://fstream.binance.com"
     rest_base: ClassVar[str] = "https://fapi.binance.com"
     depth_path: ClassVar[str] = "/fapi/v1/depth"
