@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 RECORD_KINDS = frozenset({"recv", "send", "http", "connect"})
+# a capture made by `bookcast simulate` says so with a `connect` record whose url starts
+# with this; rows replayed from it carry the metadata source = "simulator"
+SIMULATOR_URL_PREFIX = "bookcast-simulator:"
+SOURCE_SNIFF_RECORDS = 50
 
 
 @dataclass
@@ -161,6 +165,17 @@ def _parse_record(line: str, source: str, lineno: int) -> CaptureRecord | None:
     if data is not None and not isinstance(data, str):
         return None
     return CaptureRecord(ts_ns, kind, conn, data, obj.get("url"), obj.get("b64"), source, lineno)
+
+
+def capture_source(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """'simulator' when a capture says it came from bookcast's simulator, else 'capture'."""
+    from itertools import islice
+
+    for path in paths:
+        for rec in islice(iter_capture(path, warn=False), SOURCE_SNIFF_RECORDS):
+            if rec.kind == "connect" and (rec.url or "").startswith(SIMULATOR_URL_PREFIX):
+                return "simulator"
+    return "capture"
 
 
 def merge_captures(paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None,

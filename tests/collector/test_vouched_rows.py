@@ -198,3 +198,19 @@ def test_a_raw_capture_with_dropped_records_is_rebuilt_not_joined_across_the_hol
         table = rows(tmp_path, "coinbase-exchange", state.symbol)
         if table.num_rows:
             assert max(ns(table, "ts")) < records[cut].ts_ns
+
+
+def test_a_capture_that_says_it_was_simulated_replays_with_source_simulator(
+        spot: list[CaptureRecord], tmp_path: Path) -> None:
+    from collector.capture import SIMULATOR_URL_PREFIX, CaptureWriter
+    from collector.replay import replay_captures
+
+    path = tmp_path / "sim.jsonl.gz"
+    with CaptureWriter(path) as out:
+        out.write(spot[0].ts_ns - 1, "connect", "binance-spot.ws", None,
+                  f"{SIMULATOR_URL_PREFIX}default")
+        for rec in spot[:6000]:
+            out.write(rec.ts_ns, rec.kind, rec.conn, rec.data, rec.url)
+    replay_captures([path], tmp_path / "out", INTERVAL, venue="binance-spot")
+    files = sorted((tmp_path / "out" / "snapshots").rglob("*.parquet"))
+    assert pq.read_schema(files[0]).metadata[b"source"] == b"simulator"
