@@ -7,7 +7,9 @@
    `--anchor DIR` (a checkout of another commit, e.g. `git archive main | tar -x -C DIR`)
    the same run is made with that code too, alternating anchor and this tree `--pairs`
    times, and the paired median of the ratio is reported: both sides serve the same
-   captures from the same emulator code, with the same daemon flags.
+   captures from the same emulator code (this tree's, or the anchor's with
+   `--anchor-emulator`, whose subscribe sessions sent every product of a capture), with
+   the same daemon flags.
 2. 44 streams at real speed (every venue; the Binance captures are also served under
    nine renamed symbol pairs, so that 20 spot books load the daemon like 20 markets):
    CPU and RSS every second, and the latency of `/metrics` scraped ten times a second
@@ -25,7 +27,6 @@ import argparse
 import gzip
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -79,33 +80,18 @@ def write_config(path: Path, emulator: Emulator, streams: dict[str, list[str]],
     return path
 
 
-class AnchoredDaemon(Daemon):
-    """The daemon run from another source tree (PYTHONPATH first), same flags."""
-
-    def __init__(self, source: Path, data_dir: Path, *args: str) -> None:
-        self.source = source
-        super().__init__(data_dir, *args)
-
-    def _popen(self, argv: list[str]) -> subprocess.Popen:
-        env = {**os.environ, "PYTHONPATH": str(self.source)}
-        # cwd too: `python -m` puts the working directory first on the path
-        return subprocess.Popen([sys.executable, "-m", "bookcast", *argv[1:]],
-                                stdout=subprocess.DEVNULL, stderr=self.log_file, env=env,
-                                cwd=self.source)
-
-
-def real_speed_cpu(work: Path, seconds: float, warmup: float, anchor: Path | None = None
-                   ) -> dict[str, float]:
-    """Daemon CPU seconds per wall second over `seconds`, after `warmup`."""
+def real_speed_cpu(work: Path, seconds: float, warmup: float, anchor: Path | None = None,
+                   emulator_code: Path | None = None) -> dict[str, float]:
+    """Daemon CPU seconds per wall second over `seconds`, after `warmup`; the daemon (and
+    with `emulator_code` the emulator) run from another source tree when given."""
     files = [CAPTURES / f for paths, _ in TEN_STREAMS.values() for f in paths]
-    emulator = Emulator(files, "--speed", "1")
+    emulator = Emulator(files, "--speed", "1", code=emulator_code)
     run = work / f"ten-{time.monotonic_ns()}"
     run.mkdir()
     config = write_config(run / "ten.toml", emulator,
                           {v: symbols for v, (_, symbols) in TEN_STREAMS.items()})
     args = ("--config", str(config))
-    daemon = AnchoredDaemon(anchor, run / "data", *args) if anchor else \
-        Daemon(run / "data", *args)
+    daemon = Daemon(run / "data", *args, code=anchor)
     try:
         proc = psutil.Process(daemon.proc.pid)
         time.sleep(warmup)
@@ -238,6 +224,8 @@ def main() -> None:
                         help="seconds after start-up before measuring (past the first flush)")
     parser.add_argument("--pairs", type=int, default=3, help="interleaved runs per side")
     parser.add_argument("--anchor", type=Path, help="source tree to compare the CPU with")
+    parser.add_argument("--anchor-emulator", action="store_true",
+                        help="serve both sides from the anchor's emulator (its traffic)")
     parser.add_argument("--only", choices=("cpu", "load", "rate"), help="one part only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bookcast-bench-") as tmp:
@@ -245,9 +233,11 @@ def main() -> None:
         if args.only in (None, "cpu"):
             ours, theirs = [], []
             for _ in range(args.pairs if args.anchor else 1):
+                served = args.anchor if args.anchor_emulator else None
                 if args.anchor:
-                    theirs.append(real_speed_cpu(work, args.seconds, args.warmup, args.anchor))
-                ours.append(real_speed_cpu(work, args.seconds, args.warmup))
+                    theirs.append(real_speed_cpu(work, args.seconds, args.warmup, args.anchor,
+                                                 served))
+                ours.append(real_speed_cpu(work, args.seconds, args.warmup, None, served))
             share = statistics.median(r["cpu_share"] for r in ours)
             msgs = statistics.median(r["msgs_per_s"] for r in ours)
             print(f"ten streams at real speed: {share * 100:.2f} % of one core (median of "

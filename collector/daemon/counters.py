@@ -76,7 +76,7 @@ class WriteCounters:
         default_factory=lambda: defaultdict(int))  # (dataset, venue, symbol) -> rows
     backlog_bytes: int = 0
     backlog_parts: int = 0
-    write_seconds_max: float = 0.0  # the longest successful write of one part
+    write_seconds_max: float = 0.0  # longest from a flush to its part on disk (written)
     failing_since: float | None = None  # monotonic start of the current failure episode
     last_error: str = ""
 

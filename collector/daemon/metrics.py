@@ -198,8 +198,9 @@ def _write_metrics(writes: WriteCounters) -> Iterator[Metric]:
     backlog.add_metric([], writes.backlog_bytes)
     failing = GaugeMetricFamily("bookcast_write_failing", "1 while writes to disk fail.")
     failing.add_metric([], 0.0 if writes.failing_since is None else 1.0)
-    slowest = GaugeMetricFamily("bookcast_write_seconds_max", "The longest write of one part "
-                                "(encode, fsync, rename), seconds.")
+    slowest = GaugeMetricFamily("bookcast_write_seconds_max", "The longest time from a flush to "
+                                "one of its parts on disk (waiting, encoding, fsync, rename), "
+                                "seconds, of the parts written at the first try.")
     slowest.add_metric([], writes.write_seconds_max)
     yield from (errors, dropped, parts, backlog, failing, slowest)
 

@@ -281,9 +281,13 @@ class CollectorService:
             # what the processor lets linger is received, so it belongs to this flush:
             # a crash then loses no more than the flush interval. The processor holds
             # nothing between its awaits, so taking the queue here keeps the order.
+            cut_at = time.monotonic()
             for feed, rec in queue.take_nowait():
                 feed.process(rec)
-            disk.submit(self._take_writes())
+            jobs = self._take_writes()
+            for job in jobs:
+                job.cut_at = cut_at
+            disk.submit(jobs)
             self.counters.flushes += 1
 
 

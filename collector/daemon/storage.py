@@ -48,6 +48,7 @@ class WriteJob:
     symbol: str  # "" for the raw capture
     part: Writable
     size: int  # bytes of memory the part holds until written
+    cut_at: float = 0.0  # monotonic time the flush that cut it began
 
 
 @dataclass
@@ -151,11 +152,12 @@ class DiskWriter:
         bug (False), or abandoned at shutdown (None)."""
         counters = self.counters
         delay = RETRY_INITIAL_S
+        first_try = True
         while True:
-            started = time.monotonic()
             try:
                 job.part.write()
             except OSError as exc:
+                first_try = False
                 counters.errors[job.dataset] += 1
                 reason = f"{exc.strerror or exc}" + (f" [errno {exc.errno}]" if exc.errno else "")
                 counters.last_error = reason
@@ -174,8 +176,9 @@ class DiskWriter:
                                                 "dataset": job.dataset}})
                 counters.dropped[job.dataset] += job.part.rows
                 return False
-            counters.write_seconds_max = max(counters.write_seconds_max,
-                                             time.monotonic() - started)
+            if job.cut_at and first_try:  # from the flush to the file on disk, waits included
+                counters.write_seconds_max = max(counters.write_seconds_max,
+                                                 time.monotonic() - job.cut_at)
             with self._wake:
                 caught_up = len(self._jobs) <= 1
             # the episode ends when everything that waited is written: a nearly full disk

@@ -298,9 +298,9 @@ def kill_the_daemon(daemon: Daemon, start_daemon: Callable[[int], Daemon], data_
 
 def loss_bound(metrics: dict[str, float], flush_s: float) -> float:
     """What a SIGKILL may lose: one flush interval, plus how late the daemon's flushes
-    ran and how long its slowest write took (both from its own /metrics, read just
-    before the kill, so the bound holds on a loaded machine without a margin for luck),
-    plus the processor's linger."""
+    ran and the longest a flush's part took to reach the disk (both from its own
+    /metrics, read just before the kill, so the bound holds on a loaded machine without
+    a margin for luck), plus the processor's linger."""
     from collector.daemon.record_queue import LINGER_S
 
     return flush_s + metrics.get("bookcast_flush_late_seconds_max", 0.0) \
