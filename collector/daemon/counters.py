@@ -87,6 +87,7 @@ class ServiceCounters:
 
     queue_depth: int = 0
     queue_capacity: int = 0
+    loop_lag: LagHistogram = field(default_factory=lambda: LagHistogram())
     backpressure_events: int = 0
     backpressure_seconds: float = 0.0
     flushes: int = 0

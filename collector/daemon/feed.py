@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,6 +74,8 @@ class VenueFeed:
     def __init__(self, host: FeedHost, stream: StreamConfig) -> None:
         cfg = host.config
         self.host = host
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         self.venue = stream.venue
         self.stream = stream
         self.pipeline = Pipeline(stream.venue, cfg.data_dir, cfg.interval_ns, cfg.depth,
@@ -124,6 +127,10 @@ class VenueFeed:
 
     # -- pipeline hooks (called synchronously from Pipeline.feed) ------------------------
     def snapshot_requested(self, state: SymbolState) -> None:
+        if threading.get_ident() != self.loop_thread:
+            # asked while a large record is processed off the loop: decide on the loop
+            self.loop.call_soon_threadsafe(self.snapshot_requested, state)
+            return
         symbol = state.symbol
         if symbol in self.in_flight or self.host.stopping:
             return  # one request per symbol: its reply, if it does not join, asks again
@@ -135,7 +142,7 @@ class VenueFeed:
             coro = self.fetch_snapshot(symbol, with_endpoint(url, self.stream.endpoint))
         else:
             coro = self.resync_over_websocket(state)
-        self.in_flight[symbol] = asyncio.get_running_loop().create_task(coro)
+        self.in_flight[symbol] = self.loop.create_task(coro)
 
     def book_event(self, event: str, state: SymbolState, detail: str) -> None:
         fields = {"venue": self.venue, "symbol": state.symbol, "detail": detail,

@@ -174,6 +174,11 @@ class _ViewCollector:
         capacity = GaugeMetricFamily("bookcast_queue_capacity", "Bound of the record queue.")
         capacity.add_metric([], service.queue_capacity)
         yield from (depth, capacity)
+        loop_lag = HistogramMetricFamily("bookcast_event_loop_lag_seconds", "How late a "
+                                         "100 ms timer of the event loop fired.")
+        loop_lag.add_metric([], [(floatToGoString(b), c) for b, c in
+                                 service.loop_lag.cumulative()], service.loop_lag.total)
+        yield loop_lag
         for name, (text, attr) in SERVICE_COUNTERS.items():
             kind = GaugeMetricFamily if name.endswith("_max") else CounterMetricFamily
             family = kind(name, text)

@@ -59,6 +59,14 @@ class RecordQueue:
                     self._make_room(1)
                 raise
 
+    def put_back(self, items: list[Any]) -> None:
+        """Return records taken but not processed to the front, in their order.
+
+        They were counted out of the queue when taken (receivers may have filled the
+        room since), so the queue may briefly hold up to one batch above capacity.
+        """
+        self.items.extendleft(reversed(items))
+
     def take_nowait(self) -> list[Any]:
         """Everything waiting, in arrival order, without waiting."""
         items = self.items

@@ -41,6 +41,11 @@ from collector.daemon.storage import DiskWriter, WriteJob, warm_up_writers
 log = logging.getLogger("bookcast.daemon")
 
 SHUTDOWN_S = 5.0  # SIGTERM to exit, in every state
+SLICE_S = 0.02  # the processor yields to the rest of the loop at least this often
+# a record this large (a full-book snapshot: Coinbase Advanced sends ~5 MB, 50k levels)
+# is processed on a worker thread, so the loop keeps serving sockets and /metrics
+OFFLOAD_BYTES = 32 * 1024
+LAG_PROBE_S = 0.1  # how often the event loop's responsiveness is measured
 SHUTDOWN_CONNECTION_WAIT_S = 1.0
 SHUTDOWN_DRAIN_S = 1.0  # the processor's last batches
 SHUTDOWN_MARGIN_S = 2.0  # left for giving up on the disk, closing sessions, exiting
@@ -73,6 +78,9 @@ class CollectorService:
         self.stopping = False
         self.refused: str | None = None
         self.crashed: str | None = None
+        # held while a record is processed off the loop: nothing else may touch the feeds
+        self.exclusive = asyncio.Lock()
+        self.offloaded: asyncio.Future | None = None
 
     # -- what /metrics and /healthz show ----------------------------------------------------
     def view(self) -> DaemonView:
@@ -149,6 +157,7 @@ class CollectorService:
         connections = [asyncio.create_task(feed.connection.run(self.stop))
                        for feed in self.feeds]
         helpers = [asyncio.create_task(feed.check_symbols()) for feed in self.feeds]
+        helpers.append(asyncio.create_task(self._measure_loop_lag()))
         helpers += [asyncio.create_task(feed.refresh_books(self.config.refresh_every_s))
                     for feed in self.feeds
                     if feed.pipeline.venue.needs_refresh and self.config.refresh_every_s]
@@ -204,6 +213,7 @@ class CollectorService:
                     await processor
         if not processor.done():
             processor.cancel()
+        await self._quiesce()
         jobs = self._take_writes()
         assert self.disk is not None
         self.disk.submit(jobs)
@@ -227,6 +237,13 @@ class CollectorService:
             log.info("stopped", extra={"fields": fields})
         return outcome
 
+    async def _quiesce(self) -> None:
+        """Wait until no record is being processed off the loop (the feeds are ours)."""
+        async with self.exclusive:
+            pass
+        if self.offloaded is not None and not self.offloaded.done():
+            await asyncio.shield(self.offloaded)  # its processor was cancelled meanwhile
+
     def _take_writes(self) -> list[WriteJob]:
         return [job for feed in self.feeds for job in feed.take_writes()]
 
@@ -249,6 +266,15 @@ class CollectorService:
             "signal": signal.Signals(sig).name}})
         self.stop.set()
 
+    async def _measure_loop_lag(self) -> None:
+        """How late a timer fires: what anything waiting on the loop (a socket, /metrics)
+        waits on top of its own work, from the daemon's side."""
+        lag = self.counters.loop_lag
+        while True:
+            planned = time.perf_counter() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            lag.observe(max(0.0, time.perf_counter() - planned))
+
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         self.stop.set()
@@ -256,13 +282,29 @@ class CollectorService:
     async def _process(self) -> None:
         queue = self.queue
         assert queue is not None
+        clock = time.perf_counter
+        loop = asyncio.get_running_loop()
         while True:
             batch = await queue.take()
-            for item in batch:
+            started = clock()
+            for n, item in enumerate(batch):
                 if item is None:
                     return
                 feed, rec = item
+                data = getattr(rec, "data", None)
+                if data is not None and len(data) >= OFFLOAD_BYTES:
+                    queue.put_back(batch[n + 1:])
+                    async with self.exclusive:
+                        self.offloaded = loop.run_in_executor(None, feed.process, rec)
+                        await asyncio.shield(self.offloaded)
+                    break
                 feed.process(rec)
+                if clock() - started > SLICE_S:
+                    # a batch of full-depth snapshots can take long: hand the rest back
+                    # (in order, ahead of newer records) and let the sockets, the
+                    # flusher and /metrics run; nothing is held across the await
+                    queue.put_back(batch[n + 1:])
+                    break
             if queue.qsize():
                 await asyncio.sleep(0)  # more is waiting: let the receivers and the flusher run
 
@@ -274,6 +316,7 @@ class CollectorService:
         due = time.monotonic() + interval
         while True:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await self._quiesce()
             late = time.monotonic() - due
             self.counters.flush_late_seconds_max = max(self.counters.flush_late_seconds_max,
                                                        late)

@@ -168,9 +168,25 @@ class CoinbaseAdvanced(Venue):
             first = event["updates"][0]
             state.extra["decimals"] = (len(first["price_level"].partition(".")[2]),
                                        len(first["new_quantity"].partition(".")[2]))
-        state.book.clear()
-        self.apply_updates(state, event["updates"], seq, ts_recv)
-        state.level_updates -= len(event["updates"])  # a snapshot is not a level update
+        # a full book (tens of thousands of levels): loaded at once, not level by level
+        bids, asks = [], []
+        last_time = None
+        for u in event["updates"]:
+            level = (parse_units(u["price_level"]), parse_units(u["new_quantity"]))
+            side = u["side"]
+            if side == "bid":
+                bids.append(level)
+            elif side == "offer":
+                asks.append(level)
+            else:
+                raise ValueError(f"unknown side {side!r}")
+            last_time = u.get("event_time", last_time)
+        state.book.load(bids, asks)
+        state.seq = seq
+        if last_time is not None:
+            state.ts_event = parse_rfc3339_ns(last_time)
+        state.ts_recv = ts_recv
+        state.n_updates += len(bids) + len(asks)
         tick = self.rest_tick_sizes.get(state.symbol)
         if tick is not None:
             state.tick_size, state.tick_size_source = tick, "products REST reply"
