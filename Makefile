@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: run test test-slow lint bench clean-venv chromium
+.PHONY: run test test-slow test-chaos lint bench clean-venv chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,10 @@ NO_CHROMIUM := "note: the dashboard's browser test did not run: Chromium is not 
 test: $(STAMP)
 	@test -x $(CHROMIUM) || $(MAKE) --no-print-directory chromium || true
 	@if test -x $(CHROMIUM); then \
-	  $(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile; \
+	  $(BIN)/python -m pytest -m "not slow and not chaos" -n 2 --dist loadfile; \
 	else \
 	  echo $(NO_CHROMIUM); \
-	  $(BIN)/python -m pytest -m "not slow and not browser" -n 2 --dist loadfile; rc=$$?; \
+	  $(BIN)/python -m pytest -m "not slow and not chaos and not browser" -n 2 --dist loadfile; rc=$$?; \
 	  echo $(NO_CHROMIUM); exit $$rc; \
 	fi
 
@@ -40,6 +40,9 @@ chromium:
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+test-chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos -n 2 tests/daemon/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

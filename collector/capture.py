@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 RECORD_KINDS = frozenset({"recv", "send", "http", "connect"})
+# a capture made by `bookcast simulate` says so with a `connect` record whose url starts
+# with this; rows replayed from it carry the metadata source = "simulator"
+SIMULATOR_URL_PREFIX = "bookcast-simulator:"
+SOURCE_SNIFF_RECORDS = 50
 
 
 @dataclass
@@ -163,6 +167,17 @@ def _parse_record(line: str, source: str, lineno: int) -> CaptureRecord | None:
     return CaptureRecord(ts_ns, kind, conn, data, obj.get("url"), obj.get("b64"), source, lineno)
 
 
+def capture_source(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """'simulator' when a capture says it came from bookcast's simulator, else 'capture'."""
+    from itertools import islice
+
+    for path in paths:
+        for rec in islice(iter_capture(path, warn=False), SOURCE_SNIFF_RECORDS):
+            if rec.kind == "connect" and (rec.url or "").startswith(SIMULATOR_URL_PREFIX):
+                return "simulator"
+    return "capture"
+
+
 def merge_captures(paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None,
                    on_bytes: Callable[[int], None] | None = None) -> Iterator[CaptureRecord]:
     """Records of several capture files merged in receive-time order (stable per file)."""
@@ -181,6 +196,66 @@ def encode_record(ts_ns: int, kind: str, conn: str, data: str | None = None,
     if data is not None:
         obj["data"] = data
     return orjson.dumps(obj) + b"\n"
+
+
+def compress_capture(data: bytes, suffix: str, level: int = 3) -> bytes:
+    """Capture lines compressed as a file with this suffix would hold them."""
+    if suffix == ".zst":
+        return zstandard.ZstdCompressor(level=level).compress(data)
+    if suffix == ".gz":
+        return gzip.compress(data, compresslevel=min(level, 9), mtime=0)
+    return data
+
+
+def write_capture_atomic(path: Path, lines: bytes, level: int = 3) -> Path:
+    """Write complete capture lines as one file: temporary name, fsync, rename.
+
+    On any failure the temporary file is removed and the error raised as it came, so
+    the same write can be retried and leaves no debris.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(compress_capture(lines, path.suffix, level))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def salvage_lines(path: Path) -> bytes:
+    """The complete lines a partial capture file (a crash's debris) still decodes to.
+
+    A zstd or gzip stream cut mid-write decodes up to the cut; the last, unfinished
+    line is dropped, and so is anything after a point the decoder cannot pass.
+    """
+    raw = path.read_bytes()
+    out = bytearray()
+    try:
+        if raw[:4] == ZSTD_MAGIC:
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw),
+                                                                read_across_frames=True)
+            while chunk := reader.read(1 << 16):
+                out += chunk
+        elif raw[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
+                while chunk := fh.read(1 << 16):
+                    out += chunk
+        else:
+            out += raw
+    except (EOFError, OSError, zstandard.ZstdError):
+        pass  # cut here: keep what decoded
+    end = out.rfind(b"\n")
+    return bytes(out[:end + 1]) if end >= 0 else b""
 
 
 class CaptureWriter:

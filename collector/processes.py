@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,12 +22,28 @@ BOOKCAST = str(Path(sys.executable).parent / "bookcast")
 STARTUP_S = 30.0
 
 
+def command(*args: str, code: Path | None = None) -> list[str]:
+    """`bookcast ARGS`, or, with `code` (another source tree, e.g. a benchmark's anchor),
+    `python -m bookcast ARGS` running that tree's code instead."""
+    return [BOOKCAST, *args] if code is None else [sys.executable, "-m", "bookcast", *args]
+
+
+def launch_options(code: Path | None) -> dict:
+    if code is None:
+        return {}
+    # PYTHONPATH and the working directory both: `python -m` puts the latter first
+    return {"env": {**os.environ, "PYTHONPATH": str(code)}, "cwd": str(code)}
+
+
 class EmulatorProcess:
     """`bookcast serve CAPTURE... ARGS`; `addresses` maps each venue to HOST:PORT."""
 
-    def __init__(self, captures: list[Path], *args: str) -> None:
-        self.proc = subprocess.Popen([BOOKCAST, "serve", *map(str, captures), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, captures: list[Path], *args: str, code: Path | None = None) -> None:
+        # stderr to a file: a pipe nobody reads would stall a chatty emulator when full
+        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by close()
+        self.proc = subprocess.Popen(command("serve", *map(str, captures), *args, code=code),
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                     **launch_options(code))
         self.addresses: dict[str, str] = {}
         try:
             self._wait_until_ready()
@@ -39,7 +57,9 @@ class EmulatorProcess:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"the emulator died: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                self.proc.wait()
+                self.stderr.seek(0)
+                raise RuntimeError(f"the emulator died: {self.stderr.read()}")
             if line.startswith("serving "):
                 _, venue, _, address = line.split()
                 self.addresses[venue] = address
@@ -61,6 +81,7 @@ class EmulatorProcess:
         raise AssertionError(f"playback did not finish: {self.stats(venue)}")
 
     def close(self) -> None:
+        self.stderr.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -73,19 +94,24 @@ class EmulatorProcess:
 class DaemonProcess:
     """`bookcast collect --data-dir DIR --metrics-port 0 ARGS`, its JSON log in a file."""
 
-    def __init__(self, data_dir: Path, *args: str, log: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, log: Path | None = None,
+                 code: Path | None = None) -> None:
+        self.code = code
         self.data_dir = data_dir
         self.log_path = log or data_dir.parent / f"{data_dir.name}-daemon.log"
         self.log_file = self.log_path.open("w")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([BOOKCAST, "collect", "--data-dir", str(data_dir),
-                                      "--metrics-port", "0", *args],
-                                     stdout=subprocess.DEVNULL, stderr=self.log_file)
+        self.proc = self._popen([BOOKCAST, "collect", "--data-dir", str(data_dir),
+                                 "--metrics-port", "0", *args])
         try:
             self.metrics_port = self._wait_for_port()
         except BaseException:  # an interrupt during start-up must not orphan the child
             self.close()
             raise
+
+    def _popen(self, argv: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(command(*argv[1:], code=self.code), stdout=subprocess.DEVNULL,
+                                stderr=self.log_file, **launch_options(self.code))
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + STARTUP_S
@@ -123,11 +149,18 @@ class DaemonProcess:
         return values
 
     def healthz(self) -> int:
+        return self._health()[0]
+
+    def health_text(self) -> str:
+        return self._health()[1]
+
+    def _health(self) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz") as r:
-                return r.status
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, exc.read().decode()
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
         started = time.monotonic()

@@ -14,7 +14,7 @@ from typing import Any
 
 from bookcast.errors import UserError
 from bookcast.timeutil import format_duration_ns
-from collector.capture import ReadStats, iter_capture, merge_captures
+from collector.capture import ReadStats, capture_source, iter_capture, merge_captures
 from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline, TopCheck
 from collector.venues import VENUES, detect_venue, venue_class
 
@@ -93,6 +93,7 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
         for venue_name, venue_files in groups.items():
             pipeline = replay_pipeline(venue_name, venue_files, data_dir, interval_ns,
                                        stats=stats, on_bytes=advance, depth=depth,
+                                       source=capture_source(venue_files),
                                        symbols=symbols, rotate_rows=rotate_rows,
                                        rotate_ns=rotate_ns)
             summary.pipelines[venue_name] = pipeline

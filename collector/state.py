@@ -2,7 +2,8 @@
 
 A venue module owns its protocol and its sync rule; it never writes files. It
 reports what happened (levels applied, a trade, a gap, a resync, a reference
-top-of-book) to a `FeedSink`, which the pipeline implements for live and replay alike.
+top-of-book, that a record passed its check) to a `FeedSink`, which the pipeline
+implements for live and replay alike.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class SymbolState:
     book: OrderBook = field(default_factory=OrderBook)
     valid: bool = False  # the book is synchronised and may be sampled
     gap_pending: bool = True  # the next snapshot row carries gap = true
+    awaiting_snapshot: bool = False  # a snapshot was asked for since the book went invalid
     seq: int | None = None  # last applied update id / sequence number
     ts_event: int | None = None  # exchange time (ns) of the last applied update
     ts_recv: int = 0  # receive time (ns) of the last applied update
@@ -58,11 +60,24 @@ class FeedSink(Protocol):
 
     def synced(self, state: SymbolState, ts_recv: int) -> None: ...
 
+    def advance(self, state: SymbolState, ts_recv: int) -> None:
+        """The record at `ts_recv` passed the venue's sync check: the grid rows before it
+        stand for moments the venue vouches for; write them from the book as it is."""
+
+    def hold(self, state: SymbolState, ts_recv: int) -> list[tuple]:
+        """The grid rows before `ts_recv` from the book as it is, not yet written (for a
+        check that can only run after the record is applied, like Kraken's checksum)."""
+
+    def release(self, state: SymbolState, held: list[tuple]) -> None:
+        """Write rows taken with `hold` once the check passed (dropping them is silence)."""
+
     def invalidate(self, state: SymbolState, ts_recv: int, reason: str) -> None: ...
 
     def request_snapshot(self, state: SymbolState) -> None: ...
 
     def reference_top(self, state: SymbolState, seq: int | None, bid: int, ask: int,
-                      ts_recv: int) -> None: ...
+                      ts_recv: int) -> bool | None:
+        """Compare the venue's own best bid/ask with the book: agree, differ, or None
+        when they cannot be compared (yet)."""
 
     def parse_error(self, where: str, reason: str) -> None: ...

@@ -44,22 +44,48 @@ def collect(
     top_of_book_check: Annotated[bool, typer.Option(
         "--top-of-book-check", help="Also subscribe to the venue's top-of-book stream "
                                     "(Binance bookTicker) and count books that disagree.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event (INFO), "
-                                                                  "not only warnings.")] = False,
+    refresh_every: Annotated[str | None, typer.Option(
+        help="Fresh snapshot of each book this often on venues whose checks do not cover "
+             "every level (Kraken below 10, Coinbase Exchange); 'off' disables "
+             "(default 5m).")] = None,
+    write_backlog: Annotated[str | None, typer.Option(
+        help="Memory for rows waiting while the disk fails; past it new rows are dropped, "
+             "counted and flagged (default 256MiB).")] = None,
+    log_format: Annotated[str | None, typer.Option(
+        help="Log lines as 'text' or 'json' (default: text at a terminal, else "
+             "json).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log lines "
+                                                                 "too.")] = False,
 ) -> None:
     """Collect live order books into the raw capture and the Parquet datasets."""
-    from collector.daemon.config import bind_metrics_socket, check_data_dir
-    from collector.daemon.service import run_daemon, setup_json_logging
+    import sys
 
-    setup_json_logging(verbose)
+    from collector.daemon.config import bind_metrics_socket, check_data_dir
+    from collector.daemon.logs import setup_daemon_logging
+    from collector.daemon.service import run_daemon
+    from collector.daemon.startup import clean_up_debris, lock_partitions, share_raw_locks
+
     cfg = build_config(config, venue, symbol, endpoint, data_dir, interval, depth,
                        flush_interval, metrics_port, metrics_host, stale_after, queue_size,
-                       max_backoff, run_for, rest_weight_limit, top_of_book_check)
+                       max_backoff, run_for, rest_weight_limit, top_of_book_check,
+                       refresh_every=refresh_every, write_backlog=write_backlog,
+                       log_format=log_format)
+    setup_daemon_logging(cfg.log_format, verbose)
     check_data_dir(cfg.data_dir)
-    sock = bind_metrics_socket(cfg.metrics_host, cfg.metrics_port)
-    fatal = run_daemon(cfg, sock)
-    if fatal:
-        raise UserError(fatal)
+    streams = [(s.venue, s.symbols) for s in cfg.streams]
+    locks = lock_partitions(cfg.data_dir, streams)
+    try:
+        debris = clean_up_debris(cfg.data_dir, streams, locks)
+        share_raw_locks(locks, cfg.data_dir)
+        sock = bind_metrics_socket(cfg.metrics_host, cfg.metrics_port)
+        outcome = run_daemon(cfg, sock, debris)
+    finally:
+        locks.release()
+    if outcome.refused:
+        raise UserError(outcome.refused)
+    if outcome.incomplete:
+        typer.secho(f"error: {outcome.incomplete}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
 
 
 def build_config(config: Path | None, venue: str | None, symbols: list[str] | None,
@@ -68,20 +94,25 @@ def build_config(config: Path | None, venue: str | None, symbols: list[str] | No
                  metrics_host: str | None, stale_after: str | None, queue_size: int | None,
                  max_backoff: str | None, run_for: str | None,
                  rest_weight_limit: int | None = None,
-                 top_of_book_check: bool | None = None) -> Any:
+                 top_of_book_check: bool | None = None, *, refresh_every: str | None = None,
+                 write_backlog: str | None = None, log_format: str | None = None) -> Any:
     """Flags over the TOML file over the defaults; every value checked."""
     from bookcast.paths import data_root
     from bookcast.timeutil import format_duration_ns, parse_duration_ns
     from collector.cli import parse_depth
     from collector.daemon.config import (
         DEFAULT_METRICS_PORT,
+        DEFAULT_REFRESH_EVERY,
+        DEFAULT_WRITE_BACKLOG,
         DaemonConfig,
         StreamConfig,
         check_streams,
         parse_seconds,
+        parse_size,
         read_toml,
         streams_from_toml,
     )
+    from collector.daemon.logs import LOG_FORMATS
 
     table: dict[str, Any] = {}
     if config is not None:
@@ -116,6 +147,10 @@ def build_config(config: Path | None, venue: str | None, symbols: list[str] | No
     if weight_limit is not None and int(weight_limit) < 1:
         raise UserError(f"The REST weight limit {weight_limit} must be at least 1.")
     root_value = pick(data_dir, "data_dir", None)
+    refresh = str(pick(refresh_every, "refresh_every", DEFAULT_REFRESH_EVERY))
+    logs = str(pick(log_format, "log_format", "auto"))
+    if logs not in LOG_FORMATS:
+        raise UserError(f"The log format '{logs}' is neither 'text' nor 'json'.")
     return DaemonConfig(
         streams=streams,
         data_dir=data_root(root_value),
@@ -131,6 +166,11 @@ def build_config(config: Path | None, venue: str | None, symbols: list[str] | No
         run_for_s=parse_seconds(run_for_value, "run-for") if run_for_value else None,
         rest_weight_limit=int(weight_limit) if weight_limit is not None else None,
         top_of_book_check=bool(pick(top_of_book_check or None, "top_of_book_check", False)),
+        refresh_every_s=None if refresh.lower() == "off" else parse_seconds(refresh,
+                                                                            "refresh interval"),
+        write_backlog_bytes=parse_size(pick(write_backlog, "write_backlog",
+                                            DEFAULT_WRITE_BACKLOG), "write backlog"),
+        log_format=logs,
     )
 
 

@@ -10,6 +10,8 @@ TOML layout (see examples/collector.toml):
     depth = 100                  # or "full"
     flush_interval = "5s"
     metrics_port = 9108
+    # ... every flag below has a key of the same name (TOML_KEYS); an unknown key is
+    # refused, so a typo never silently runs with a default
 
     [[stream]]
     venue = "binance-spot"
@@ -19,6 +21,7 @@ TOML layout (see examples/collector.toml):
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 import re
@@ -31,21 +34,17 @@ from typing import Any
 
 from bookcast.errors import UserError
 from bookcast.timeutil import parse_duration_ns
-from collector.venues import venue_class
+from collector.venues import check_symbol, venue_class
 
 DEFAULT_METRICS_PORT = 9108
-
-# How each venue spells a symbol (DESIGN.md: symbols are spelled as the venue spells
-# them); a symbol that cannot be one is refused before connecting.
-SYMBOL_SPELLING: dict[str, tuple[re.Pattern[str], str]] = {
-    "binance-spot": (re.compile(r"^[A-Z0-9]{2,20}$"), "upper-case letters like BTCUSDT"),
-    "binance-usdm": (re.compile(r"^[A-Z0-9_]{2,30}$"), "upper-case letters like BTCUSDT"),
-    "coinbase-advanced": (re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$"), "BASE-QUOTE like "
-                          "BTC-USD"),
-    "coinbase-exchange": (re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$"), "BASE-QUOTE like "
-                          "BTC-USD"),
-    "kraken": (re.compile(r"^[A-Z0-9]{1,12}/[A-Z0-9]{1,12}$"), "BASE/QUOTE like XBT/USD"),
-}
+DEFAULT_WRITE_BACKLOG = "256MiB"
+DEFAULT_REFRESH_EVERY = "5m"
+TOML_KEYS = ("data_dir", "interval", "depth", "flush_interval", "metrics_port", "metrics_host",
+             "stale_after", "queue_size", "max_backoff", "run_for", "rest_weight_limit",
+             "top_of_book_check", "refresh_every", "write_backlog", "log_format", "stream")
+STREAM_KEYS = ("venue", "symbols", "endpoint")
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10,
+              "mib": 2**20, "gib": 2**30}
 
 
 @dataclass
@@ -73,6 +72,9 @@ class DaemonConfig:
     run_for_s: float | None = None  # stop cleanly after this long (benchmarks, demos)
     top_of_book_check: bool = False  # subscribe to bookTicker and cross-check the books
     rest_weight_limit: int | None = None  # REST weight per minute; None: half the venue's
+    refresh_every_s: float | None = 300.0  # fresh snapshots where checks miss levels
+    write_backlog_bytes: int = 256 * 2**20  # rows waiting for a failing disk, at most
+    log_format: str = "auto"  # text at a terminal, else JSON lines
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -81,9 +83,21 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"The config file '{path}' does not exist.")
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            table = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"The config file '{path}' is not valid TOML: {exc}.") from None
+    check_keys(table, TOML_KEYS, f"The config file '{path}'")
+    return table
+
+
+def check_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """An unknown key is a typo until proven otherwise: name it, and the likely one."""
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else \
+                f"; the keys are {', '.join(known)}"
+            raise UserError(f"{where} has an unknown key '{key}'{hint}.")
 
 
 def streams_from_toml(table: dict[str, Any], path: Path) -> list[StreamConfig]:
@@ -93,6 +107,9 @@ def streams_from_toml(table: dict[str, Any], path: Path) -> list[StreamConfig]:
                         f"its symbols.")
     streams = []
     for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise UserError(f"Stream {n} in '{path}' is not a [[stream]] table.")
+        check_keys(entry, STREAM_KEYS, f"Stream {n} in '{path}'")
         venue, symbols = entry.get("venue"), entry.get("symbols")
         if not isinstance(venue, str):
             raise UserError(f"Stream {n} in '{path}' has no venue name.")
@@ -117,11 +134,10 @@ def check_streams(streams: list[StreamConfig]) -> None:
         seen.add(stream.venue)
         if not stream.symbols:
             raise UserError(f"No symbols were given for {stream.venue}; add --symbol.")
-        spelling = SYMBOL_SPELLING.get(stream.venue)
+        if len(set(stream.symbols)) != len(stream.symbols):
+            raise UserError(f"A symbol of {stream.venue} is listed twice.")
         for symbol in stream.symbols:
-            if spelling is not None and not spelling[0].match(symbol):
-                raise UserError(f"'{symbol}' is not a {stream.venue} symbol; {stream.venue} "
-                                f"spells symbols as {spelling[1]}.")
+            check_symbol(stream.venue, symbol)
         if stream.endpoint is not None:
             parse_endpoint(stream.endpoint)
 
@@ -172,3 +188,18 @@ def parse_seconds(text: str | float | int, what: str) -> float:
     if seconds <= 0:
         raise UserError(f"The {what} '{text}' must be positive.")
     return seconds
+
+
+def parse_size(text: str | int, what: str) -> int:
+    """'256MiB', '1GB', '500kb' or a number of bytes."""
+    if isinstance(text, int):
+        size = text
+    else:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+        unit = found.group(2).lower() if found else ""
+        if found is None or unit not in SIZE_UNITS:
+            raise UserError(f"The {what} '{text}' is not a size like 256MiB or 1GB.")
+        size = int(float(found.group(1)) * SIZE_UNITS[unit])
+    if size <= 0:
+        raise UserError(f"The {what} '{text}' must be positive.")
+    return size

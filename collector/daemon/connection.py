@@ -6,11 +6,15 @@ raw capture meets the same records the live pipeline met.
 
 - Reconnects back off exponentially (factor 2) with full jitter up to a cap; the
   delay resets once a connection has delivered messages again.
-- A stream that says nothing for `stale_after_s` is closed and reopened.
-- HTTP 429 and 418 (Binance's ban) are honoured: wait `Retry-After` seconds, or
-  back off when the header is missing.
+- A stream that says nothing for `stale_after_s` is closed and reopened; the loss is
+  reported at once (`on_lost`), so its books are invalid from that moment.
+- Text frames are received as bytes and decoded here: one that is not UTF-8 is kept in
+  the raw capture (as b64) and counted as a parse error, never a reason to reconnect.
+- HTTP 429 and 418 (Binance's ban) are honoured for every request to that host: wait
+  `Retry-After`, or back off exponentially from 1 s with jitter when it is missing.
 - REST snapshot requests spend from a per-minute request-weight budget, kept below
-  the venue's published limit and corrected by the `X-MBX-USED-WEIGHT-1M` header.
+  the venue's published limit and corrected by the venue's used-weight header. The
+  weights, limits and error codes are the venue module's facts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import logging
 import random
 import time
+from base64 import b64encode
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,14 +32,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-import orjson
-
 from collector.capture import CaptureRecord
+from collector.daemon.counters import RestCounters, StreamCounters
 from collector.venues.base import Venue
 
 log = logging.getLogger("bookcast.daemon")
 
 Deliver = Callable[[CaptureRecord], Awaitable[None]]
+Lost = Callable[[str], None]  # the connection is gone, with why
 OPEN_TIMEOUT_S = 10.0  # TCP connect plus the websocket handshake
 CLOSE_TIMEOUT_S = 2.0  # wait this long for the peer's close frame
 READ_BUFFER_BYTES = 1 << 17  # received messages buffered before the socket is paused
@@ -42,19 +47,10 @@ PING_INTERVAL_S = 20.0  # keep-alive for quiet connections (venues' own pings ar
 Offer = Callable[[CaptureRecord], bool]  # deliver now if there is room; False: use Deliver
 
 
-# -- Binance REST request weight ------------------------------------------------------------
-# Published limits (weight per minute per IP) and depth-snapshot weights by `limit`.
-# They belong with the venue modules; they sit here until base.Venue grows a hook for them.
-REST_WEIGHT_LIMITS = {"binance-spot": 6000, "binance-usdm": 2400}
-BUDGET_SHARE = 0.5  # leave half of the IP's budget to other processes on the same machine
-
-
-def depth_request_weight(venue: str, url: str) -> int:
-    """The request weight of a depth snapshot, from its `limit` parameter."""
-    limit = int(parse_qs(urlparse(url).query).get("limit", ["100"])[0])
-    if venue == "binance-usdm":
-        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
-    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+BUDGET_SHARE = 0.5  # leave half of the IP's REST budget to other processes on the machine
+THROTTLE_INITIAL_S = 1.0  # a 429 without Retry-After waits at least this long
+THROTTLE_MAX_S = 120.0
+BAN_INITIAL_S = 60.0  # a 418 (banned) without Retry-After
 
 
 class WeightBudget:
@@ -121,6 +117,43 @@ class Backoff:
         self.attempt = 0
 
 
+class HostThrottle:
+    """A venue host's "slow down": every request to that host waits until it is over.
+
+    A 429 or 418 with Retry-After blocks the host that long; without it, the wait grows
+    exponentially from THROTTLE_INITIAL_S (BAN_INITIAL_S for a ban) with jitter, and
+    the count of strikes resets after a request succeeds.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.blocked_until = 0.0
+        self.strikes = 0
+
+    def delay(self) -> float:
+        return max(0.0, self.blocked_until - self.clock())
+
+    async def wait(self) -> None:
+        while (delay := self.delay()) > 0:
+            await asyncio.sleep(delay)
+
+    def penalize(self, status: int, retry_after: float | None) -> float:
+        """Block the host after a 429/418; returns the seconds it is blocked for."""
+        if retry_after is None:
+            base = BAN_INITIAL_S if status == 418 else THROTTLE_INITIAL_S
+            ceiling = min(THROTTLE_MAX_S if status != 418 else 3600.0,
+                          base * 2 ** min(self.strikes, 20))
+            retry_after = max(base, ceiling * (0.5 + 0.5 * self.rng.random()))
+        self.strikes += 1
+        self.blocked_until = max(self.blocked_until, self.clock() + retry_after)
+        return retry_after
+
+    def succeeded(self) -> None:
+        self.strikes = 0
+
+
 def retry_after_s(headers: Any) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), if any."""
     value = headers.get("Retry-After") if headers is not None else None
@@ -150,24 +183,20 @@ class FatalVenueError(Exception):
 
 
 # -- REST --------------------------------------------------------------------------------------
-@dataclass
-class RestCounters:
-    requests: int = 0
-    failures: int = 0
-    throttled: int = 0
-
-
-async def fetch_with_retry(session: Any, venue: str, url: str, budget: WeightBudget | None,
-                           backoff: Backoff, counters: RestCounters) -> tuple[str, int]:
+async def fetch_with_retry(session: Any, venue: Venue, url: str, budget: WeightBudget | None,
+                           throttle: HostThrottle, backoff: Backoff, counters: RestCounters,
+                           stopping: Callable[[], bool] = lambda: False) -> tuple[str, int]:
     """GET a REST snapshot until it succeeds; returns (body, receive time ns).
 
-    429/418 wait Retry-After; other failures back off. A 400 naming an invalid symbol is
-    a configuration mistake and raises FatalVenueError.
+    429/418 block the host (see HostThrottle); other failures back off. A reply that
+    says the venue does not list the symbol is a configuration mistake and raises
+    FatalVenueError.
     """
     import aiohttp
 
-    weight = depth_request_weight(venue, url)
+    weight = venue.request_weight(url)
     while True:
+        await throttle.wait()
         if budget is not None:
             await budget.acquire(weight)
         counters.requests += 1
@@ -175,56 +204,39 @@ async def fetch_with_retry(session: Any, venue: str, url: str, budget: WeightBud
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=15)) as resp:
                 body = await resp.text()
                 ts_ns = time.time_ns()
-                used = resp.headers.get("X-MBX-USED-WEIGHT-1M")
-                if budget is not None and used and used.isdigit():
-                    budget.observe_used(int(used), REST_WEIGHT_LIMITS.get(venue, 6000))
+                header = venue.used_weight_header
+                used = resp.headers.get(header) if header else None
+                if budget is not None and used and used.isdigit() and venue.rest_weight_limit:
+                    budget.observe_used(int(used), venue.rest_weight_limit)
                 if resp.status == 200:
                     backoff.reset()
+                    throttle.succeeded()
                     return body, ts_ns
                 if resp.status in (429, 418):
                     counters.throttled += 1
-                    delay = retry_after_s(resp.headers)
-                    delay = backoff.next_delay() if delay is None else delay
+                    counters.banned += resp.status == 418
+                    delay = throttle.penalize(resp.status, retry_after_s(resp.headers))
                     log.warning("rest request throttled", extra={"fields": {
-                        "venue": venue, "url": url, "status": resp.status,
+                        "venue": venue.name, "url": url, "status": resp.status,
                         "retry_after_s": round(delay, 3)}})
-                    await asyncio.sleep(delay)
                     continue
-                if resp.status == 400 and _invalid_symbol(body):
+                if venue.refused_symbol(resp.status, body):
                     symbol = parse_qs(urlparse(url).query).get("symbol", ["?"])[0]
-                    raise FatalVenueError(f"{venue} does not know the symbol '{symbol}' "
+                    raise FatalVenueError(f"{venue.name} does not know the symbol '{symbol}' "
                                           f"({body.strip()[:120]}).")
                 reason = f"HTTP {resp.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         counters.failures += 1
         delay = backoff.next_delay()
-        log.warning("rest request failed; retrying", extra={"fields": {
-            "venue": venue, "url": url, "reason": reason, "retry_in_s": round(delay, 3)}})
+        if not stopping():
+            log.warning("rest request failed; retrying", extra={"fields": {
+                "venue": venue.name, "url": url, "reason": reason,
+                "retry_in_s": round(delay, 3)}})
         await asyncio.sleep(delay)
 
 
-def _invalid_symbol(body: str) -> bool:
-    try:
-        reply = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(reply, dict) and reply.get("code") == -1121
-
-
 # -- websocket ------------------------------------------------------------------------------------
-@dataclass
-class StreamCounters:
-    messages: int = 0
-    bytes: int = 0
-    connects: int = 0
-    reconnects: int = 0
-    disconnects: int = 0
-    stale: int = 0
-    connect_failures: int = 0
-    last_message_monotonic: float = 0.0
-
-
 class StreamConnection:
     """One websocket to a venue, kept open for as long as the daemon runs.
 
@@ -237,11 +249,12 @@ class StreamConnection:
 
     def __init__(self, venue: Venue, symbols: list[str], conn: str, endpoint: str | None,
                  deliver: Deliver, stale_after_s: float, backoff: Backoff,
-                 offer: Offer | None = None) -> None:
+                 offer: Offer | None = None, on_lost: Lost | None = None) -> None:
         self.venue, self.symbols, self.conn = venue, symbols, conn
         self.url = with_endpoint(venue.ws_url(symbols), endpoint)
         self.deliver = deliver
         self.offer = offer
+        self.on_lost = on_lost
         self.stale_after_s = stale_after_s
         self.backoff = backoff
         self.counters = StreamCounters()
@@ -262,6 +275,7 @@ class StreamConnection:
                     async with asyncio.timeout(OPEN_TIMEOUT_S):
                         ws = await session.ws_connect(
                             self.url, autoping=True, compress=0, max_msg_size=0,
+                            decode_text=False,  # decoded here: bad UTF-8 is not a reconnect
                             timeout=aiohttp.ClientWSTimeout(ws_receive=None,
                                                             ws_close=CLOSE_TIMEOUT_S))
                     try:
@@ -288,6 +302,8 @@ class StreamConnection:
                         reason = self._closing_reason or reason
                     finally:
                         self.ws = None
+                        if self.on_lost is not None and not stop.is_set():
+                            self.on_lost(self._closing_reason or reason)
                         with contextlib.suppress(Exception):
                             await ws.close()
                 except aiohttp.WSServerHandshakeError as exc:
@@ -330,13 +346,14 @@ class StreamConnection:
             kind = msg.type
             if kind is text_type:
                 message = msg.data
-                rec = CaptureRecord(ts, "recv", conn, message)
+                try:
+                    rec = CaptureRecord(ts, "recv", conn, message.decode())
+                except UnicodeDecodeError:
+                    counters.invalid_utf8 += 1
+                    rec = CaptureRecord(ts, "recv", conn, None, b64=b64encode(message).decode())
             elif kind is binary_type:
-                import base64
-
                 message = msg.data
-                rec = CaptureRecord(ts, "recv", conn, None,
-                                    b64=base64.b64encode(message).decode())
+                rec = CaptureRecord(ts, "recv", conn, None, b64=b64encode(message).decode())
             else:  # close, closing, closed or error: the run loop reconnects
                 return _close_reason(ws, msg)
             counters.messages += 1

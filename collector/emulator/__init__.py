@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from bookcast.lazy import lazy_exports
 
-_EXPORTS = {name: "collector.emulator.server"
-            for name in ("EmulatorConfig", "FaultPlan", "serve_captures")}
+_EXPORTS = {"EmulatorConfig": "collector.emulator.server",
+            "serve_captures": "collector.emulator.server",
+            "FaultPlan": "collector.emulator.faults",
+            "ExchangeBook": "collector.emulator.exchange"}
 __getattr__, __all__ = lazy_exports("collector.emulator", _EXPORTS)

@@ -31,6 +31,8 @@ def serve(
                                                   "stalls.")] = 500,
     throttle_rest: Annotated[int, typer.Option(help="Answer the first N REST requests with "
                                                     "429 and Retry-After.")] = 0,
+    bad_utf8_every: Annotated[int | None, typer.Option(help="Also send a text frame that is "
+                                                            "not UTF-8 every N messages.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event (INFO), "
                                                                   "not only warnings.")] = False,
 ) -> None:
@@ -38,11 +40,13 @@ def serve(
     import json
     import logging
 
-    from collector.emulator.server import EmulatorConfig, FaultPlan, serve_captures
+    from collector.emulator.faults import FaultPlan
+    from collector.emulator.server import EmulatorConfig, serve_captures
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for name, value in (("--gap-every", gap_every), ("--corrupt-every", corrupt_every)):
+    for name, value in (("--gap-every", gap_every), ("--corrupt-every", corrupt_every),
+                        ("--bad-utf8-every", bad_utf8_every)):
         if value is not None and value < 1:
             raise UserError(f"{name} {value} must be a positive number of messages.")
     for name, seconds in (("--drop-every", drop_every), ("--stall", stall)):
@@ -50,7 +54,8 @@ def serve(
             raise UserError(f"{name} {seconds} must be a positive number of seconds.")
     if loop < 1:
         raise UserError(f"--loop {loop} must be at least 1.")
-    faults = FaultPlan(drop_every, gap_every, corrupt_every, stall, stall_after, throttle_rest)
+    faults = FaultPlan(drop_every, gap_every, corrupt_every, stall, stall_after, throttle_rest,
+                       bad_utf8_every)
     config = EmulatorConfig(host, port, speed, loop, faults)
 
     def ready(addresses: dict[str, str]) -> None:

@@ -6,26 +6,18 @@ from bookcast.errors import UserError
 from collector.venues.base import Venue
 from collector.venues.binance_spot import BinanceSpot
 from collector.venues.binance_usdm import BinanceUsdm
+from collector.venues.coinbase_advanced import CoinbaseAdvanced
+from collector.venues.coinbase_exchange import CoinbaseExchange
+from collector.venues.kraken import Kraken
 
-VENUES: dict[str, type[Venue]] = {v.name: v for v in (BinanceSpot, BinanceUsdm)}
-
-
-def _register_optional() -> None:
-    # Venues whose modules are present; the table stays one source of truth.
-    import importlib
-
-    for module_name, class_name in (("coinbase_advanced", "CoinbaseAdvanced"),
-                                    ("coinbase_exchange", "CoinbaseExchange"),
-                                    ("kraken", "Kraken")):
-        try:
-            module = importlib.import_module(f"collector.venues.{module_name}")
-        except ModuleNotFoundError:
-            continue
-        cls = getattr(module, class_name)
-        VENUES[cls.name] = cls
-
-
-_register_optional()
+VENUES: dict[str, type[Venue]] = {
+    "binance-spot": BinanceSpot,
+    "binance-usdm": BinanceUsdm,
+    "coinbase-advanced": CoinbaseAdvanced,
+    "coinbase-exchange": CoinbaseExchange,
+    "kraken": Kraken,
+}
+assert all(name == cls.name for name, cls in VENUES.items())
 
 
 def venue_class(name: str) -> type[Venue]:
@@ -34,6 +26,14 @@ def venue_class(name: str) -> type[Venue]:
     except KeyError:
         known = ", ".join(sorted(VENUES))
         raise UserError(f"Unknown venue '{name}'; known venues are: {known}.") from None
+
+
+def check_symbol(venue: str, symbol: str) -> None:
+    """A symbol the venue cannot spell is refused before connecting (DESIGN.md spelling)."""
+    cls = venue_class(venue)
+    if not cls.symbol_pattern.match(symbol):
+        raise UserError(f"'{symbol}' is not a {venue} symbol; {venue} spells symbols as "
+                        f"{cls.symbol_spelling}.")
 
 
 def detect_venue(conns: list[str], urls: list[str]) -> str | None:
@@ -52,4 +52,4 @@ def detect_venue(conns: list[str], urls: list[str]) -> str | None:
     return None
 
 
-__all__ = ["VENUES", "Venue", "detect_venue", "venue_class"]
+__all__ = ["VENUES", "Venue", "check_symbol", "detect_venue", "venue_class"]

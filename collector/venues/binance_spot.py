@@ -9,14 +9,55 @@ Quantities are absolute; a zero quantity deletes the level.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
-from collector.book import parse_units
+import orjson
+
+from collector.book import UNIT_DECIMALS, format_units, parse_units
 from collector.state import SymbolState
 from collector.venues.base import Venue
 
 MS = 1_000_000
+PROBE_LIMIT = 5  # the depth asked at start-up only to learn whether the symbol exists
+
+# Binance's REST error codes (https://developers.binance.com/docs/binance-spot-api-docs/errors)
+TOO_MANY_REQUESTS = -1003
+BACKEND_TIMEOUT = -1007
+ILLEGAL_CHARS = -1100
+MANDATORY_PARAM = -1102
+INVALID_SYMBOL = -1121
+
+
+def decimal_text(units: int, decimals: int = 8) -> str:
+    """A price or quantity in Binance's fixed-decimal spelling (`decimals`, the venue's
+    `wire_decimals`; more where a value needs them)."""
+    for places in (decimals, 8, UNIT_DECIMALS):
+        try:
+            return format_units(units, max(places, decimals))
+        except ValueError:
+            continue
+    raise ValueError(f"{units} units do not fit {UNIT_DECIMALS} decimals")
+
+
+def error_reply(code: int, message: str) -> dict[str, Any]:
+    """Binance's JSON error body."""
+    return {"code": code, "msg": message}
+
+
+def stream_key(name: str) -> tuple[str, str]:
+    """'btcusdt@depth@100ms' -> ('BTCUSDT', 'depth'): the update speed does not matter here."""
+    symbol, _, rest = name.partition("@")
+    return symbol.upper(), rest.partition("@")[0]
+
+
+def message_stream(text: str) -> str | None:
+    """The stream name of a combined-stream message, read without parsing the JSON."""
+    if not text.startswith('{"stream":"'):
+        return None
+    end = text.find('"', 11)
+    return text[11:end] if end > 0 else None
 UNITS_CACHE_MAX = 1 << 16  # distinct price and quantity strings remembered (then cleared)
 _units_cache: dict[str, int] = {}
 
@@ -39,7 +80,11 @@ class BinanceSpot(Venue):
     hosts: ClassVar[tuple[str, ...]] = ("stream.binance.com", "api.binance.com",
                                         "data-stream.binance.vision")
     conn_prefixes: ClassVar[tuple[str, ...]] = ("binance-spot",)
+    symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Z0-9]{2,20}$")
+    symbol_spelling: ClassVar[str] = "upper-case letters like BTCUSDT"
     tick_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.01, "ETHUSDT": 0.01}
+    rest_weight_limit: ClassVar[int | None] = 6000  # per minute per IP, published
+    used_weight_header: ClassVar[str | None] = "X-MBX-USED-WEIGHT-1M"
     lot_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.00001, "ETHUSDT": 0.0001}
     # decimals the venue writes prices and quantities with ("61837.63000000")
     wire_decimals: ClassVar[tuple[int, int]] = (8, 8)
@@ -60,18 +105,50 @@ class BinanceSpot(Venue):
         return f"{self.ws_base}/stream?streams={'/'.join(streams)}"
 
     def snapshot_url(self, symbol: str) -> str:
-        return f"{self.rest_base}{self.depth_path}?symbol={symbol}&limit={self.snapshot_limit}"
+        return self.depth_url(symbol, self.snapshot_limit)
+
+    def probe_url(self, symbol: str) -> str:
+        return self.depth_url(symbol, PROBE_LIMIT)
+
+    def depth_url(self, symbol: str, limit: int) -> str:
+        return f"{self.rest_base}{self.depth_path}?symbol={symbol}&limit={limit}"
+
+    @staticmethod
+    def depth_weight(limit: int) -> int:
+        """Spot: the weight of a depth request by its `limit`."""
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+    def request_weight(self, url: str) -> int:
+        return self.depth_weight(int(parse_qs(urlparse(url).query).get("limit", ["100"])[0]))
+
+    def refused_symbol(self, status: int, body: str) -> bool:
+        if status != 400:
+            return False
+        try:
+            reply = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(reply, dict) and reply.get("code") == INVALID_SYMBOL
+
+    def depth_reply(self, state: SymbolState, limit: int) -> dict[str, Any]:
+        """The REST depth reply for a book (the emulator serves it): best `limit` levels."""
+        price_dp, size_dp = self.wire_decimals
+        return {"lastUpdateId": state.seq,
+                "bids": [[decimal_text(p, price_dp), decimal_text(q, size_dp)]
+                         for p, q in state.book.bids(limit)],
+                "asks": [[decimal_text(p, price_dp), decimal_text(q, size_dp)]
+                         for p, q in state.book.asks(limit)]}
 
     # -- messages ---------------------------------------------------------------------
     def on_message(self, ts_recv: int, conn: str, data: str, where: str) -> None:
-        msg = self.decode(data, where)
+        msg = self.decode(data, where, conn, ts_recv)
         if msg is None:
-            return
+            return  # a lost diff: the next one of its symbol will not continue the book
         try:
             payload = msg["data"] if "stream" in msg else msg
             event = payload.get("e")
             if event == "depthUpdate":
-                self.on_depth_update(payload, ts_recv)
+                self.on_depth_update(payload, ts_recv, conn)
             elif event == "trade":
                 self.on_trade(payload, ts_recv)
             elif "u" in payload and "b" in payload and "a" in payload and "B" in payload:
@@ -79,17 +156,18 @@ class BinanceSpot(Venue):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self.sink.parse_error(where, f"unexpected message shape ({exc!r})")
 
-    def on_depth_update(self, msg: dict[str, Any], ts_recv: int) -> None:
+    def on_depth_update(self, msg: dict[str, Any], ts_recv: int, conn: str = "") -> None:
         symbol = msg["s"]
         if not self.sink.wants(symbol):
             return
         state = self.sink.state(symbol)
         state.messages += 1
+        self.book_conn[symbol] = conn
         if not state.valid:
             if len(state.pending) >= self.max_buffered:
                 del state.pending[0]  # the snapshot will have to be newer than this diff
             state.pending.append((msg, ts_recv))
-            if not state.snapshot_requests:
+            if not state.awaiting_snapshot:
                 self.sink.request_snapshot(state)
             return
         join_at = state.extra.get("join_at")
@@ -106,10 +184,11 @@ class BinanceSpot(Venue):
             ok = self.continues(msg, state.seq)
         if not ok:
             state.gaps += 1
-            self.invalidate(state, ts_recv, f"gap: diff {msg['U']}..{msg['u']} after {state.seq}")
+            self.resync(state, ts_recv, f"gap: diff {msg['U']}..{msg['u']} after {state.seq}")
             state.pending.append((msg, ts_recv))
-            self.sink.request_snapshot(state)
             return
+        # the diff continues the book: nothing was lost before it
+        self.sink.advance(state, ts_recv)
         self.apply_diff(state, msg, ts_recv)
         self.check_crossed(state, ts_recv)
 
@@ -163,7 +242,7 @@ class BinanceSpot(Venue):
 
     # -- REST snapshot ------------------------------------------------------------------
     def on_http(self, ts_recv: int, conn: str, url: str, data: str, where: str) -> None:
-        reply = self.decode(data, where)
+        reply = self.decode(data, where, conn, ts_recv)
         if not isinstance(reply, dict) or "lastUpdateId" not in reply:
             return
         state = self.snapshot_owner(url, reply)
@@ -195,10 +274,9 @@ class BinanceSpot(Venue):
         if pending and not self.joins(pending[0][0], last_id):
             # the snapshot is older than the oldest diff we hold: it cannot be joined
             state.gaps += 1
-            self.invalidate(state, ts_recv, f"snapshot {last_id} does not join the buffered "
-                                            f"diffs starting at {pending[0][0]['U']}")
+            self.resync(state, ts_recv, f"snapshot {last_id} does not join the buffered "
+                                        f"diffs starting at {pending[0][0]['U']}")
             state.pending.extend(pending)
-            self.sink.request_snapshot(state)
             return
         state.book.load(bids, asks)
         if state.tick_size is None:
@@ -212,8 +290,7 @@ class BinanceSpot(Venue):
         for msg, t in pending:
             if prev_u is not None and not self.continues(msg, prev_u):
                 state.gaps += 1
-                self.invalidate(state, t, f"gap inside the buffered diffs after {prev_u}")
-                self.sink.request_snapshot(state)
+                self.resync(state, t, f"gap inside the buffered diffs after {prev_u}")
                 return
             self.apply_diff(state, msg, t)
             prev_u = msg["u"]

@@ -7,8 +7,10 @@ previous diff's `u`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
+from collector.state import SymbolState
 from collector.venues.binance_spot import BinanceSpot
 
 
@@ -16,7 +18,9 @@ class BinanceUsdm(BinanceSpot):
     name: ClassVar[str] = "binance-usdm"
     hosts: ClassVar[tuple[str, ...]] = ("fstream.binance.com", "fapi.binance.com")
     conn_prefixes: ClassVar[tuple[str, ...]] = ("binance-usdm",)
+    symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Z0-9_]{2,30}$")
     tick_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.1, "ETHUSDT": 0.01}
+    rest_weight_limit: ClassVar[int | None] = 2400
     lot_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.001, "ETHUSDT": 0.001}
     wire_decimals: ClassVar[tuple[int, int]] = (2, 3)  # "61800.20", "2.909"
     ws_base: ClassVar[str] = "wss://fstream.binance.com"
@@ -24,6 +28,18 @@ class BinanceUsdm(BinanceSpot):
     depth_path: ClassVar[str] = "/fapi/v1/depth"
     depth_stream: ClassVar[str] = "depth@100ms"
     snapshot_limit: ClassVar[int] = 1000
+
+    @staticmethod
+    def depth_weight(limit: int) -> int:
+        """USDⓈ-M: the weight of a depth request by its `limit`."""
+        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+    def depth_reply(self, state: SymbolState, limit: int) -> dict[str, Any]:
+        """Futures replies also carry the event and transaction times (ms)."""
+        event_ms = (state.ts_event or 0) // 1_000_000
+        return {"lastUpdateId": state.seq, "E": event_ms, "T": event_ms,
+                **{k: v for k, v in super().depth_reply(state, limit).items()
+                   if k != "lastUpdateId"}}
 
     def continues(self, msg: dict[str, Any], last_u: int) -> bool:
         return msg["pu"] == last_u

@@ -6,6 +6,8 @@ heartbeats, subscriptions). A missing number means a message was lost and no one
 can tell which product it was for, so a gap invalidates every book fed by that
 connection and asks for a resubscription (live: unsubscribe + subscribe, which
 answers with a fresh `snapshot` event). Books on other connections are untouched.
+Every message whose number continues the connection's vouches for all its books:
+the rows before it are written then (heartbeats keep quiet products' rows flowing).
 
 `l2_data` events: `snapshot` replaces the product's book; `update` sets levels.
 Each entry has side "bid"/"offer" and `new_quantity`, the absolute size at
@@ -17,11 +19,12 @@ All times are RFC 3339 strings with up to nanoseconds, parsed exactly.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import orjson
 
-from collector.book import parse_units
+from collector.book import format_units, parse_units
 from collector.state import SymbolState
 from collector.venues.base import Venue
 from collector.venues.coinbase_exchange import parse_rfc3339_ns, product_tick_sizes
@@ -31,6 +34,8 @@ class CoinbaseAdvanced(Venue):
     name: ClassVar[str] = "coinbase-advanced"
     hosts: ClassVar[tuple[str, ...]] = ("advanced-trade-ws.coinbase.com", "api.coinbase.com")
     conn_prefixes: ClassVar[tuple[str, ...]] = ("coinbase-advanced", "COINBASE")
+    symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
+    symbol_spelling: ClassVar[str] = "BASE-QUOTE like BTC-USD"
     ws_endpoint: ClassVar[str] = "wss://advanced-trade-ws.coinbase.com"
     channels: ClassVar[tuple[str, ...]] = ("level2", "market_trades", "ticker", "heartbeats")
     # quote_increment and base_increment of the products REST reply
@@ -42,7 +47,6 @@ class CoinbaseAdvanced(Venue):
         super().__init__(sink)
         self.rest_tick_sizes: dict[str, float] = {}
         self.last_seq: dict[str, int] = {}  # connection -> last sequence_num seen on it
-        self.conn_products: dict[str, set[str]] = {}  # connection -> products its level2 feeds
         self.sequence_gaps = 0
         self.tickers_seen = 0
         self.tickers_compared = 0
@@ -63,19 +67,46 @@ class CoinbaseAdvanced(Venue):
                               "channel": "level2"}).decode()
                 for kind in ("unsubscribe", "subscribe")]
 
+    @staticmethod
+    def snapshot_message(symbol: str, state: SymbolState, sequence_num: int,
+                         timestamp: str, decimals: tuple[int, int]) -> str:
+        """An `l2_data` snapshot event of the book in `state` (the emulator sends it)."""
+        price_dp, size_dp = decimals
+        updates = [{"side": side, "event_time": timestamp,
+                    "price_level": format_units(p, price_dp),
+                    "new_quantity": format_units(q, size_dp)}
+                   for side, levels in (("bid", state.book.bids()), ("offer", state.book.asks()))
+                   for p, q in levels]
+        return orjson.dumps({"channel": "l2_data", "client_id": "", "timestamp": timestamp,
+                             "sequence_num": sequence_num, "events": [
+                                 {"type": "snapshot", "product_id": symbol,
+                                  "updates": updates}]}).decode()
+
+    @staticmethod
+    def subscription_reply(channels: dict[str, list[str]], sequence_num: int,
+                           timestamp: str) -> str:
+        """The `subscriptions` message listing what the connection is subscribed to."""
+        return orjson.dumps({"channel": "subscriptions", "client_id": "",
+                             "timestamp": timestamp, "sequence_num": sequence_num,
+                             "events": [{"subscriptions": channels}]}).decode()
+
     # -- messages ---------------------------------------------------------------------
     def on_connect(self, ts_recv: int, conn: str, url: str) -> None:
         """A new connection restarts its sequence; its books wait for new snapshots."""
         self.last_seq.pop(conn, None)
-        for state in self.connection_states(conn):
-            if state.valid:
-                self.invalidate(state, ts_recv, "reconnected: waiting for a new snapshot")
-        self.conn_products.pop(conn, None)  # the new connection's subscriptions will say
+        super().on_connect(ts_recv, conn, url)
+        # the new connection's subscriptions will say which products it feeds
+        for symbol in [s for s, fed_by in self.book_conn.items() if fed_by == conn]:
+            del self.book_conn[symbol]
+
+    def on_disconnect(self, ts_recv: int, conn: str, reason: str) -> None:
+        self.last_seq.pop(conn, None)
+        super().on_disconnect(ts_recv, conn, reason)
 
     def on_message(self, ts_recv: int, conn: str, data: str, where: str) -> None:
-        msg = self.decode(data, where)
+        msg = self.decode(data, where, conn, ts_recv)
         if msg is None:
-            return
+            return  # a lost message: the next sequence number shows it
         try:
             seq = msg.get("sequence_num")
             if seq is not None:
@@ -92,8 +123,8 @@ class CoinbaseAdvanced(Venue):
                     self.on_tickers(event, ts_recv)
             elif channel == "subscriptions":
                 for event in msg["events"]:
-                    products = event["subscriptions"].get("level2", ())
-                    self.conn_products.setdefault(conn, set()).update(products)
+                    for product in event["subscriptions"].get("level2", ()):
+                        self.book_conn[product] = conn
             elif msg.get("type") == "error":
                 self.sink.parse_error(where, f"the venue reported an error: {msg.get('message')}")
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -103,25 +134,23 @@ class CoinbaseAdvanced(Venue):
         last = self.last_seq.get(conn)
         self.last_seq[conn] = seq
         if last is None or seq == last + 1:
+            # nothing was lost on this connection: all its books stand until now
+            for state in self.connection_states(conn):
+                self.sink.advance(state, ts_recv)
             return
         self.sequence_gaps += 1
         reason = f"gap: sequence_num {seq} after {last} on connection {conn}"
         for state in self.connection_states(conn):
             state.gaps += 1
-            self.invalidate(state, ts_recv, reason)
-            self.sink.request_snapshot(state)
+            self.resync(state, ts_recv, reason)
 
-    def connection_states(self, conn: str) -> list[SymbolState]:
-        """The books fed by one connection (products seen in its level2 data or subscriptions)."""
-        return [self.sink.state(s) for s in sorted(self.conn_products.get(conn, ()))
-                if self.sink.wants(s)]
 
     def on_l2_event(self, event: dict[str, Any], seq: int | None, ts_recv: int,
                     conn: str) -> None:
         symbol = event["product_id"]
         if not self.sink.wants(symbol):
             return
-        self.conn_products.setdefault(conn, set()).add(symbol)
+        self.book_conn[symbol] = conn
         state = self.sink.state(symbol)
         state.messages += 1
         kind = event["type"]
@@ -135,9 +164,29 @@ class CoinbaseAdvanced(Venue):
 
     def apply_snapshot(self, state: SymbolState, event: dict[str, Any], seq: int | None,
                        ts_recv: int) -> None:
-        state.book.clear()
-        self.apply_updates(state, event["updates"], seq, ts_recv)
-        state.level_updates -= len(event["updates"])  # a snapshot is not a level update
+        if event["updates"]:
+            first = event["updates"][0]
+            state.extra["decimals"] = (len(first["price_level"].partition(".")[2]),
+                                       len(first["new_quantity"].partition(".")[2]))
+        # a full book (tens of thousands of levels): loaded at once, not level by level
+        bids, asks = [], []
+        last_time = None
+        for u in event["updates"]:
+            level = (parse_units(u["price_level"]), parse_units(u["new_quantity"]))
+            side = u["side"]
+            if side == "bid":
+                bids.append(level)
+            elif side == "offer":
+                asks.append(level)
+            else:
+                raise ValueError(f"unknown side {side!r}")
+            last_time = u.get("event_time", last_time)
+        state.book.load(bids, asks)
+        state.seq = seq
+        if last_time is not None:
+            state.ts_event = parse_rfc3339_ns(last_time)
+        state.ts_recv = ts_recv
+        state.n_updates += len(bids) + len(asks)
         tick = self.rest_tick_sizes.get(state.symbol)
         if tick is not None:
             state.tick_size, state.tick_size_source = tick, "products REST reply"
@@ -208,7 +257,7 @@ class CoinbaseAdvanced(Venue):
 
     # -- REST ---------------------------------------------------------------------------
     def on_http(self, ts_recv: int, conn: str, url: str, data: str, where: str) -> None:
-        reply = self.decode(data, where)
+        reply = self.decode(data, where, conn, ts_recv)
         if reply is None:
             return
         ticks = product_tick_sizes(reply)

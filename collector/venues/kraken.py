@@ -10,7 +10,15 @@ levels that fall out of scope). Then the CRC32 checksum is verified on EVERY
 update: the top 10 asks (ascending) then the top 10 bids (descending), each as
 price then volume, with the '.' removed and leading zeros stripped, concatenated.
 A mismatch marks the book invalid and asks for a resubscription (live:
-unsubscribe + subscribe, which answers with a new snapshot).
+unsubscribe + subscribe, which answers with a new snapshot). The rows before an
+update are written only once that update's checksum verifies.
+
+What the checksum cannot see: it covers the top 10 levels, so a lost update deeper
+in the book leaves those levels wrong until they change again. `verified_depth` is
+10, and `needs_refresh` makes the daemon resubscribe each pair periodically, which
+bounds such an error to the refresh period. An unreadable book message invalidates
+its pair at once (the channel id at its start names it), since no sequence number
+would show the loss later.
 
 The checksum needs the venue's own decimal spelling of every price and volume, so
 each pair's price and volume decimals are learnt from its snapshot strings
@@ -25,6 +33,7 @@ id written is "<timestamp>-<index in message>", stable across replays.
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import Any, ClassVar
 
@@ -36,6 +45,7 @@ from collector.venues.base import Venue
 
 DEFAULT_DEPTH = 10  # Kraken's depth when a subscription names none
 CHECKSUM_LEVELS = 10
+CHANNEL_ID = re.compile(r"^\s*\[\s*(\d+)\s*,")
 
 
 def parse_epoch_seconds_ns(text: str) -> int:
@@ -87,6 +97,10 @@ class Kraken(Venue):
     name: ClassVar[str] = "kraken"
     hosts: ClassVar[tuple[str, ...]] = ("ws.kraken.com", "beta-ws.kraken.com", "api.kraken.com")
     conn_prefixes: ClassVar[tuple[str, ...]] = ("kraken",)
+    symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Z0-9]{1,12}/[A-Z0-9]{1,12}$")
+    symbol_spelling: ClassVar[str] = "BASE/QUOTE like XBT/USD"
+    verified_depth: ClassVar[int | None] = CHECKSUM_LEVELS
+    needs_refresh: ClassVar[bool] = True
     ws_endpoint: ClassVar[str] = "wss://ws.kraken.com"
     depth: ClassVar[int] = 1000  # the deepest book Kraken's v1 feed offers
 
@@ -94,7 +108,7 @@ class Kraken(Venue):
         super().__init__(sink)
         self.rest_tick_sizes: dict[str, float] = {}
         self.book_depth: dict[tuple[str, int], int] = {}  # (conn, channel id) -> depth
-        self.book_conn: dict[str, str] = {}  # pair -> connection feeding its book
+        self.book_channels: dict[tuple[str, int], str] = {}  # (conn, channel id) -> pair
         self.checksums_verified = 0
 
     # -- live endpoints ---------------------------------------------------------------
@@ -115,14 +129,62 @@ class Kraken(Venue):
         return orjson.dumps({"event": event, "pair": list(pairs),
                              "subscription": subscription}).decode()
 
+    @staticmethod
+    def subscription_status(channel_id: int, pair: str, status: str,
+                            subscription: dict[str, Any]) -> str:
+        """Kraken's reply to a subscribe or unsubscribe (the emulator sends it)."""
+        name = subscription.get("name", "book")
+        channel = f"{name}-{subscription['depth']}" if "depth" in subscription else name
+        return orjson.dumps({"channelID": channel_id, "channelName": channel,
+                             "event": "subscriptionStatus", "pair": pair, "status": status,
+                             "subscription": subscription}).decode()
+
+    @staticmethod
+    def snapshot_message(channel_id: int, pair: str, depth: int, state: SymbolState,
+                         stamp: str) -> str:
+        """A `book` snapshot of the book in `state`, in the pair's own decimals."""
+        price_dp, volume_dp = state.extra["kraken_decimals"]
+
+        def side(levels: list[tuple[int, int]]) -> list[list[str]]:
+            return [[format_units(p, price_dp), format_units(v, volume_dp), stamp]
+                    for p, v in levels]
+
+        return orjson.dumps([channel_id, {"as": side(state.book.asks(depth)),
+                                          "bs": side(state.book.bids(depth))},
+                             f"book-{depth}", pair]).decode()
+
     # -- messages ---------------------------------------------------------------------
     def on_connect(self, ts_recv: int, conn: str, url: str) -> None:
         for key in [k for k in self.book_depth if k[0] == conn]:
             del self.book_depth[key]
-        self.invalidate_connection(conn, ts_recv, self.book_conn)
+        for key in [k for k in self.book_channels if k[0] == conn]:
+            del self.book_channels[key]
+        super().on_connect(ts_recv, conn, url)
+
+    def on_unparseable(self, ts_recv: int, conn: str, data: str, where: str,
+                       reason: str) -> None:
+        """No sequence shows the loss later: invalidate the pair the message was for.
+
+        A book message starts with its channel id; one that cannot be told from a
+        trade (no id left) invalidates every book of the connection.
+        """
+        super().on_unparseable(ts_recv, conn, data, where, reason)
+        found = CHANNEL_ID.match(data)
+        if found is None:
+            if data.lstrip().startswith("{"):
+                return  # an event (heartbeat, status): no book changed
+            states = self.connection_states(conn)
+        else:
+            pair = self.book_channels.get((conn, int(found.group(1))))
+            states = [self.sink.state(pair)] if pair is not None and self.sink.wants(pair) \
+                else []
+        for state in states:
+            if state.valid:
+                state.gaps += 1
+                self.resync(state, ts_recv, f"an unreadable book message ({reason})")
 
     def on_message(self, ts_recv: int, conn: str, data: str, where: str) -> None:
-        msg = self.decode(data, where)
+        msg = self.decode(data, where, conn, ts_recv)
         if msg is None:
             return
         try:
@@ -131,11 +193,20 @@ class Kraken(Venue):
                 return
             channel, pair = msg[-2], msg[-1]
             if channel.startswith("book"):
-                self.on_book(msg, channel, pair, conn, ts_recv)
+                self.book_channels[(conn, msg[0])] = pair
             elif channel == "trade":
                 self.on_trades(msg[1], pair, ts_recv)
+                return
+            else:
+                return
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            self.sink.parse_error(where, f"unexpected message shape ({exc!r})")
+            self.on_unparseable(ts_recv, conn, data, where, f"unexpected message shape ({exc!r})")
+            return
+        try:
+            self.on_book(msg, channel, pair, conn, ts_recv)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            self.on_unparseable(ts_recv, conn, data, where,
+                                f"an inconsistent book message ({exc!r})")
 
     def on_event(self, msg: dict[str, Any], conn: str, where: str) -> None:
         if msg.get("event") != "subscriptionStatus":
@@ -147,6 +218,8 @@ class Kraken(Venue):
         subscription = msg.get("subscription", {})
         if subscription.get("name") == "book" and "channelID" in msg:
             self.book_depth[(conn, msg["channelID"])] = subscription.get("depth", DEFAULT_DEPTH)
+            if isinstance(msg.get("pair"), str):
+                self.book_channels[(conn, msg["channelID"])] = msg["pair"]
 
     def subscribed_depth(self, msg: list[Any], channel: str, conn: str) -> int:
         depth = self.book_depth.get((conn, msg[0]))
@@ -167,17 +240,18 @@ class Kraken(Venue):
             return
         if not state.valid:
             return  # nothing to apply to until the pair's snapshot arrives
+        held = self.sink.hold(state, ts_recv)
         self.apply_updates(state, payloads, depth, ts_recv)
         expected = payloads[-1].get("c")
-        if expected is not None:
-            actual = book_checksum(state)
-            if actual != int(expected):
-                state.checksum_failures += 1
-                self.invalidate(state, ts_recv, f"checksum mismatch: venue {expected}, "
-                                                f"book {actual}")
-                self.sink.request_snapshot(state)
-                return
-            self.checksums_verified += 1
+        if expected is None:
+            return  # unverified: its rows wait for the next checksum
+        actual = book_checksum(state)
+        if actual != int(expected):
+            state.checksum_failures += 1
+            self.resync(state, ts_recv, f"checksum mismatch: venue {expected}, book {actual}")
+            return
+        self.checksums_verified += 1
+        self.sink.release(state, held)
         self.check_crossed(state, ts_recv)
 
     def apply_snapshot(self, state: SymbolState, snapshot: dict[str, Any], depth: int,
@@ -236,7 +310,7 @@ class Kraken(Venue):
     # -- REST ---------------------------------------------------------------------------
     def on_http(self, ts_recv: int, conn: str, url: str, data: str, where: str) -> None:
         """AssetPairs: each pair's tick size, `tick_size` or else 10^-pair_decimals."""
-        reply = self.decode(data, where)
+        reply = self.decode(data, where, conn, ts_recv)
         if not isinstance(reply, dict) or not isinstance(reply.get("result"), dict):
             return
         for info in reply["result"].values():

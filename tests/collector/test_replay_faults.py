@@ -73,19 +73,20 @@ def test_a_removed_diff_is_a_flagged_gap_and_the_book_is_exact_again_after_resyn
     assert stream.gaps == 1 and stream.resyncs == 2
 
     a, b = rows(tmp_path / "a"), rows(tmp_path / "b")
-    gap_detected_ts = spot_records[depth[2001]].ts_ns
+    last_verified_ts = spot_records[depth[1999]].ts_ns
     ts_b = b["ts"].dt.epoch("ns")
-    # nothing is sampled while the book is known to be broken
-    assert ts_b.filter((ts_b >= gap_detected_ts) & (ts_b < resync_ts)).len() == 0
+    # nothing is written for a moment after the last diff that the sequence vouches for:
+    # the rows between it and the lost diff are as suspect as those after it
+    assert ts_b.filter((ts_b >= last_verified_ts) & (ts_b < resync_ts)).len() == 0
+    assert ts_b.filter(ts_b < last_verified_ts).len() > 0
     after = b.filter(pl.col("ts").dt.epoch("ns") >= resync_ts)
     assert after["gap"][0] is True and after["gap"][1:].sum() == 0
     cols = ["ts", "seq", "bid_px", "bid_sz", "ask_px", "ask_sz"]
     expected = a.filter(pl.col("ts").dt.epoch("ns") >= resync_ts).select(cols)
     assert after.select(cols).equals(expected)
-    # before the removed diff arrived, both replays agree row for row
-    removed_ts = spot_records[removed].ts_ns
-    assert b.filter(pl.col("ts").dt.epoch("ns") < removed_ts).select(cols).equals(
-        a.filter(pl.col("ts").dt.epoch("ns") < removed_ts).select(cols))
+    # before the last verified diff, both replays agree row for row
+    assert b.filter(pl.col("ts").dt.epoch("ns") < last_verified_ts).select(cols).equals(
+        a.filter(pl.col("ts").dt.epoch("ns") < last_verified_ts).select(cols))
 
 
 def test_a_garbled_diff_is_counted_and_becomes_a_gap(spot_records, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from collector.daemon.service import RecordQueue
+from collector.daemon.record_queue import RecordQueue
 
 
 def run(coro):
@@ -80,3 +80,16 @@ def test_a_cancelled_waiting_receiver_passes_its_room_on():
         return taken + await queue.take()
 
     assert run(scenario()) == [0, 2]
+
+
+def test_records_handed_back_come_out_first_and_in_order():
+    async def scenario() -> list[int]:
+        queue = RecordQueue(capacity=10, batch=4, linger_s=0.0)
+        for i in range(6):
+            queue.put_nowait(i)
+        batch = await queue.take()  # 0..3
+        queue.put_nowait(6)
+        queue.put_back(batch[2:])  # 2 and 3 were not processed
+        return batch[:2] + queue.take_nowait()
+
+    assert run(scenario()) == [0, 1, 2, 3, 4, 5, 6]
