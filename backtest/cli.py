@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from bookcast.cli import DATA_DIR_HELP
 from bookcast.errors import UserError
 
 
@@ -13,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command("backtest")
     def backtest_command(
         run: str = typer.Option(..., "--run", help="Run id under <data-dir>/runs/."),
-        data_dir: Path | None = typer.Option(None, "--data-dir", help="Data root."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
         fee_preset: str | None = typer.Option(
             None, "--fee-preset", help="Fee preset (bookcast.fees); default: the run's venue."),
         fee_bps: float | None = typer.Option(

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from bookcast import interrupts, terminal
 from bookcast.errors import UserError
+from bookcast.terminal import Column
 from bookcast.timeutil import format_duration_ns, parse_duration_ns
 
 SIM_VENUE = "binance-spot"
@@ -61,7 +62,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
 
     started = time.monotonic()
     root = cfg.data_dir
-    root.mkdir(parents=True, exist_ok=True)
+    fresh_demo_dir(root)
     real = bool(cfg.captures)
     total = 8
     interval_ns = parse_duration_ns(cfg.interval, what="interval")
@@ -144,6 +145,25 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     return rows
 
 
+DEMO_MARKER = ".bookcast-demo"
+
+
+def fresh_demo_dir(root: Path) -> None:
+    """An empty data root for this run: a previous demo's output is removed (mixing two
+    runs' data would mix their markets), anything else is refused rather than touched."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--data-dir '{root}' is a file, not a directory.")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).exists():
+            raise UserError(f"--data-dir '{root}' already holds data that the demo did not "
+                            f"write; give the demo a directory of its own.")
+        for child in root.iterdir():
+            if child.name != DEMO_MARKER:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("written by `bookcast demo`; a new demo run clears it\n")
+
+
 def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
     """The venue and the symbols with books in real captures (Binance only, for the live
     step's REST snapshots)."""
@@ -183,7 +203,9 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                       f"http://127.0.0.1:{daemon.metrics_port}/metrics")
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            time.sleep(min(10.0, max(0.1, deadline - time.monotonic())))
+            report_at = min(deadline, time.monotonic() + 10.0)
+            while time.monotonic() < report_at:  # short sleeps: a signal stops it at once
+                time.sleep(min(0.25, max(0.0, report_at - time.monotonic())))
             m = daemon.metrics()
             console.print(
                 f"  {time.monotonic() - daemon.started:4.0f} s: "
@@ -194,12 +216,17 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                 f"gaps {m.get('bookcast_gaps_total', 0):.0f}, "
                 f"reconnects {m.get('bookcast_reconnects_total', 0):.0f}, "
                 f"queue {m.get('bookcast_queue_depth', 0):.0f}", highlight=False)
-        rc, took = daemon.terminate()
-        console.print(f"  SIGTERM: the daemon flushed and exited {rc} in {took:.1f} s")
+        try:
+            rc, took = daemon.terminate(timeout=60.0)  # a busy machine slows the last flush
+            console.print(f"  SIGTERM: the daemon flushed and exited {rc} in {took:.1f} s")
+        except subprocess.TimeoutExpired:
+            console.print("  [yellow]SIGTERM: the daemon did not stop within 60 s; it is "
+                          "killed, so its last flush may be missing[/yellow]")
     finally:
-        if daemon is not None:
-            daemon.close()
-        emulator.close()
+        with interrupts.shielded():  # the daemon's last flush must not be cut short
+            if daemon is not None:
+                daemon.close()
+            emulator.close()
     raw = sorted((data_dir / "raw").rglob("*.jsonl.zst"))
     if raw:
         check = data_dir.parent / "live-replayed"
@@ -256,7 +283,7 @@ def train_models(cfg: DemoConfig, root: Path, venue: str, symbols: list[str],
 
 def backtest_runs(cfg: DemoConfig, root: Path, runs: list[Path], fees: Any) -> dict[str, Path]:
     from backtest.engine import BacktestConfig, backtest_run, write_backtest
-    from backtest.report import summary_table
+    from backtest.report import print_summary
 
     step(7, 8, f"backtest every run at {fees.taker_bps:g} bps taker ({fees.source})",
          f"bookcast backtest --run RUN_ID --data-dir {root} --fee-preset "
@@ -273,7 +300,7 @@ def backtest_runs(cfg: DemoConfig, root: Path, runs: list[Path], fees: Any) -> d
             console.print(f"  [yellow]{run_dir.name}: not backtested: {exc}[/yellow]")
             continue
         where = write_backtest(result, root)
-        console.print(summary_table(result.stats, f"{run['symbol']} {run['model']}: {where.name}"))
+        print_summary(result.stats, f"{run['symbol']} {run['model']}: {where.name}")
         out[run_dir.name] = where
     return out
 
@@ -327,27 +354,27 @@ def judgement(row: dict[str, Any]) -> str:
 
 def print_verdict(rows: list[dict[str, Any]], fee_bps: float, cfg: DemoConfig,
                   real: bool) -> None:
-    def money(x: float | None) -> str:
-        return "-" if x is None else f"{x:,.2f}"
+    def money(x: float | None) -> str | None:
+        return None if x is None else f"{x:,.2f}"
 
-    table = Table(title=f"verdict: out of sample (test split), {fee_bps:g} bps taker fee per "
-                        f"side, latency one snapshot, horizon {cfg.horizon} (labels for "
-                        f"training assumed {cfg.label_fee_bps:g} bps)")
-    for col in ("symbol", "strategy", "macro-F1", "trades", "gross edge", "spread", "fees",
-                "net PnL", "net/trade 95% CI", "break-even fee", "verdict"):
-        table.add_column(col, justify="left" if col in ("symbol", "strategy", "verdict")
-                         else "right")
-    for r in rows:
-        ci = r["ci95"]
-        table.add_row(r["symbol"], r["strategy"],
-                      "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}",
-                      "-" if r["n_trades"] is None else str(r["n_trades"]),
-                      money(r["gross_pnl_mid"]), money(r["spread_cost"]), money(r["fees"]),
-                      money(r["net_pnl"]),
-                      "-" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]",
-                      "-" if r["break_even_fee_bps"] is None
-                      else f"{r['break_even_fee_bps']:.2f} bps", judgement(r))
-    console.print(table)
+    ccy = "quote"
+    columns = [Column("symbol", align="left"), Column("strategy", align="left"),
+               Column("macro-F1"), Column("trades"), Column("gross edge", ccy),
+               Column("spread", ccy), Column("fees", ccy), Column("net PnL", ccy),
+               Column("net/trade 95% CI", ccy), Column("break-even fee", "bps"),
+               Column("verdict", align="left")]
+    table = [(r["symbol"], r["strategy"],
+              None if r["macro_f1"] is None else f"{r['macro_f1']:.3f}",
+              None if r["n_trades"] is None else str(r["n_trades"]),
+              money(r["gross_pnl_mid"]), money(r["spread_cost"]), money(r["fees"]),
+              money(r["net_pnl"]), None if not r["ci95"] else
+              f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]",
+              None if r["break_even_fee_bps"] is None else f"{r['break_even_fee_bps']:.2f}",
+              judgement(r)) for r in rows]
+    terminal.print_table(columns, table, keys=2, title=(
+        f"verdict: out of sample (test split), {fee_bps:g} bps taker fee per side, latency "
+        f"one snapshot, horizon {cfg.horizon} (labels for training assumed "
+        f"{cfg.label_fee_bps:g} bps)"))
     models = [r for r in rows if not r["strategy"].startswith("(")]
     paying = [r for r in models if judgement(r).startswith("pays")]
     if paying:
@@ -392,12 +419,14 @@ def demo(
 ) -> None:
     """Run the whole pipeline and print the verdict: would these forecasts have paid?"""
     from bookcast.paths import data_root
+    from collector.simulator.presets import PRESETS, check_venue
 
     if not hours > 0:
         raise UserError(f"--hours must be positive, not {hours}.")
-    from collector.simulator.presets import PRESETS, check_venue
-
     check_venue(venue)
+    for path in capture or ():
+        if not path.is_file():  # said before the data directory is touched
+            raise UserError(f"The capture file '{path}' does not exist.")
     root = data_root(data_dir if data_dir is not None else Path("demo-data"))
     names = (symbols.split(",") if symbols is not None
              else [s for v, s in PRESETS if v == venue])

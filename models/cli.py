@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from bookcast import terminal
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data).")]
+from bookcast.cli import DataDir
 
 
 def _config(model: str, horizon: str, loss: str, sampler: str, device: str, epochs: int,
@@ -33,32 +32,33 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 
 def print_metrics(metrics: dict, title: str) -> None:
-    from rich.table import Table
+    from bookcast.terminal import Column
 
-    table = Table(title=title)
-    for col in ("", "macro-F1", "val macro-F1", "AP up (base)", "AP down (base)", "P up",
-                "P down", "break-even P up", "break-even P down", "trades", "net bps"):
-        table.add_column(col, justify="right" if col else "left")
+    columns = [Column("estimator", align="left"), Column("macro-F1"), Column("val macro-F1"),
+               Column("AP up (base rate)"), Column("AP down (base rate)"),
+               Column("precision up"), Column("precision down"),
+               Column("break-even precision up"), Column("break-even precision down"),
+               Column("trades"), Column("net", "bps")]
     rows = [("model", metrics), *metrics.get("baselines", {}).items()]
 
-    def skill(m: dict, side: str) -> str:
+    def skill(m: dict, side: str) -> str | None:
         sk = m.get("probability_skill") or {}
         ap, base = sk.get(f"average_precision_{side}"), sk.get(f"prevalence_{side}")
-        return "-" if ap is None else f"{ap:.3f} ({_fmt(base)})"
+        return None if ap is None else f"{ap:.3f} ({_fmt(base)})"
 
+    table = []
     for name, m in rows:
         be = m.get("break_even", {})
-        table.add_row(name, _fmt(m["macro_f1"]), _fmt(m.get("validation", {}).get("macro_f1")),
+        table.append((name, _fmt(m["macro_f1"]), _fmt(m.get("validation", {}).get("macro_f1")),
                       skill(m, "up"), skill(m, "down"),
                       _fmt(m["per_class"]["up"]["precision"]),
                       _fmt(m["per_class"]["down"]["precision"]),
                       _fmt(be.get("up", {}).get("break_even_precision")),
                       _fmt(be.get("down", {}).get("break_even_precision")),
-                      _fmt(m["n_trades"]), _fmt(m["net_pnl_bps"], 1))
-    console = terminal.console()
-    console.print(table)
+                      _fmt(m["n_trades"]), _fmt(m["net_pnl_bps"], 1)))
+    terminal.print_table(columns, table, title=title)
     if "verdict" in metrics:
-        console.print(metrics["verdict"])
+        terminal.console().print(metrics["verdict"], highlight=False)
 
 
 def train(
@@ -98,9 +98,13 @@ def runs(
                                                          "the table.")] = False,
 ) -> None:
     """List runs with their key metrics side by side (whole run ids, as --run takes them)."""
+    from bookcast.errors import UserError
+    from bookcast.paths import data_root
     from bookcast.terminal import Column
     from models.runs import list_runs
 
+    if not data_root(data_dir).is_dir():
+        raise UserError(f"The data directory '{data_root(data_dir)}' does not exist.")
     rows = list_runs(data_dir)
     if as_json:
         terminal.print_json({"runs": rows})
@@ -153,8 +157,7 @@ def walkforward(
     window: Annotated[int, typer.Option(help="DeepLOB input window in snapshots.")] = 100,
 ) -> None:
     """Retrain on a rolling window and test on the next block; report each block and all."""
-    from rich.table import Table
-
+    from bookcast.terminal import Column
     from bookcast.timeutil import parse_duration_ns
     from models.pipeline import BASELINES
     from models.walkforward import walk_forward
@@ -164,17 +167,15 @@ def walkforward(
     run_dir, summary = walk_forward(
         data_dir, config, parse_duration_ns(train_window, what="train window"),
         parse_duration_ns(step, what="step"), progress=True)
-    table = Table(title=f"walk-forward {model} (test blocks)")
-    table.add_column("block test start")
-    for name in ("model", *BASELINES):
-        table.add_column(f"{name} F1 / net bps", justify="right")
-    for b in summary["blocks"]:
-        table.add_row(b["test_start"], *(f"{b[n]['macro_f1']:.3f} / {b[n]['net_pnl_bps']:.1f}"
-                                          for n in ("model", *BASELINES)))
+    names = ("model", *BASELINES)
+    columns = [Column("test block start (UTC)", align="left"),
+               *(Column(f"{name} macro-F1 / net", "bps") for name in names)]
+    rows = [(b["test_start"], *(f"{b[n]['macro_f1']:.3f} / {b[n]['net_pnl_bps']:.1f}"
+                                for n in names)) for b in summary["blocks"]]
     agg = summary["aggregate"]
-    table.add_row("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
-                                  for n in ("model", *BASELINES)))
-    terminal.console().print(table)
+    rows.append(("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
+                                 for n in names)))
+    terminal.print_table(columns, rows, title=f"walk-forward {model} (test blocks)")
     typer.echo(f"walk-forward written to {run_dir}")
 
 
