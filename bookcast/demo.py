@@ -32,6 +32,7 @@ console = terminal.console()
 @dataclass
 class DemoConfig:
     data_dir: Path
+    venue: str = SIM_VENUE  # the protocol the simulator writes
     hours: float = 2.0
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     seed: int = 7
@@ -74,7 +75,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
         venue, symbols = capture_market(captures)
         console.print(f"  {venue} {', '.join(symbols)} from {len(captures)} file(s)")
     else:
-        venue, symbols = SIM_VENUE, list(cfg.symbols)
+        venue, symbols = cfg.venue, list(cfg.symbols)
         from collector.simulator import preset_for, simulate_captures
 
         out = root / "captures"
@@ -399,7 +400,10 @@ def demo(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the demo writes "
                                                    "(default ./demo-data).")] = None,
     hours: Annotated[float, typer.Option(help="Simulated hours per symbol.")] = 2.0,
-    symbols: Annotated[str, typer.Option(help="Symbols to simulate.")] = "BTCUSDT,ETHUSDT",
+    venue: Annotated[str, typer.Option(help="Protocol the simulator writes: binance-spot, "
+                                            "binance-usdm or coinbase-advanced.")] = SIM_VENUE,
+    symbols: Annotated[str | None, typer.Option(help="Symbols to simulate (default: the "
+                                                     "venue's presets).")] = None,
     capture: Annotated[list[Path] | None, typer.Option(help="Real capture files instead of "
                                                        "the simulator.")] = None,
     live_seconds: Annotated[float, typer.Option(help="Seconds of live collection.")] = 30.0,
@@ -415,15 +419,19 @@ def demo(
 ) -> None:
     """Run the whole pipeline and print the verdict: would these forecasts have paid?"""
     from bookcast.paths import data_root
+    from collector.simulator.presets import PRESETS, check_venue
 
     if not hours > 0:
         raise UserError(f"--hours must be positive, not {hours}.")
+    check_venue(venue)
     for path in capture or ():
         if not path.is_file():  # said before the data directory is touched
             raise UserError(f"The capture file '{path}' does not exist.")
     root = data_root(data_dir if data_dir is not None else Path("demo-data"))
-    cfg = DemoConfig(data_dir=root, hours=hours,
-                     symbols=tuple(s.strip().upper() for s in symbols.split(",") if s.strip()),
+    names = (symbols.split(",") if symbols is not None
+             else [s for v, s in PRESETS if v == venue])
+    cfg = DemoConfig(data_dir=root, venue=venue, hours=hours,
+                     symbols=tuple(s.strip().upper() for s in names if s.strip()),
                      seed=seed, captures=tuple(capture or ()), live_seconds=live_seconds,
                      interval=interval or ("100ms" if capture else "1s"), horizon=horizon,
                      label_fee_bps=label_fee_bps, fee_preset=fee_preset,

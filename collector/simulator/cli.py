@@ -68,38 +68,56 @@ def simulate_command(
     if out is None:
         raise UserError("--out names no directory; say where the captures go "
                         "(or use --compare).")
+    scenario = _scenario(preset)
+    if calibrate_from is None:
+        check_venue(venue)
+        base = _base_presets(venue, symbols, preset)
     _require_writable(out)
     if calibrate_from is not None:
         base = [_calibrated(calibrate_from, out, calibrate_rounds)]
-        venue = base[0].venue
-        scenario = preset if not Path(preset).suffix else "default"
-    else:
-        check_venue(venue)
-        base, scenario = _base_presets(venue, symbols, preset)
-    _simulate(base, venue, scenario, hours, seed, out, compression, switch_s)
+    _simulate(base, base[0].venue, scenario, hours, seed, out, compression, switch_s)
 
 
-def _base_presets(venue: str, symbols: str | None, preset: str) -> tuple[list, str]:
-    """The presets to simulate and the scenario on them, from --preset and --symbols."""
-    from collector.simulator.presets import PRESETS, SCENARIO_NAMES, load_preset, preset_for
+def _is_file(preset: str) -> bool:
+    from collector.simulator.presets import SCENARIO_NAMES
 
-    if preset not in SCENARIO_NAMES and (Path(preset).suffix or Path(preset).exists()):
-        return [load_preset(preset)], "default"
+    return preset not in SCENARIO_NAMES and (bool(Path(preset).suffix) or Path(preset).exists())
+
+
+def _scenario(preset: str) -> str:
+    """The scenario --preset names (a preset file runs its own, default, dynamics)."""
+    from collector.simulator.presets import SCENARIO_NAMES
+
+    if _is_file(preset):
+        return "default"
+    if preset not in SCENARIO_NAMES:
+        raise UserError(f"The preset '{preset}' is neither a preset file nor one of "
+                        f"{', '.join(SCENARIO_NAMES)}.")
+    return preset
+
+
+def _base_presets(venue: str, symbols: str | None, preset: str) -> list[SymbolPreset]:
+    """The calibrated presets to simulate, from --preset FILE or --venue and --symbols."""
+    from collector.simulator.presets import PRESETS, load_preset, preset_for
+
+    if _is_file(preset):
+        return [load_preset(preset)]
     if symbols is None:
         names = [s for v, s in PRESETS if v == venue]
     else:
         names = [s.strip() for s in symbols.split(",") if s.strip()]
         if not names:
             raise UserError("--symbols names no symbol.")
-    return [preset_for(venue, name) for name in names], preset
+    return [preset_for(venue, name) for name in names]
 
 
 def _calibrated(capture: Path, out: Path | None, rounds: int) -> SymbolPreset:
     from rich.progress import Progress
 
     from collector.replay import sniff_venue
-    from collector.simulator.calibrate import calibrate_preset
+    from collector.simulator.calibrate import ROUND_MINUTES, calibrate_preset
     from collector.simulator.presets import write_preset
+    from collector.simulator.stats import compare
 
     if not capture.is_file():
         raise UserError(f"The capture '{capture}' does not exist.")
@@ -108,8 +126,12 @@ def _calibrated(capture: Path, out: Path | None, rounds: int) -> SymbolPreset:
         raise UserError(f"Cannot tell which venue recorded '{capture}'.")
     with Progress() as bar:
         task = bar.add_task(f"calibrating from {capture.name}", total=rounds)
-        found = calibrate_preset(capture, venue=venue, rounds=rounds,
-                                 progress=lambda k, n: bar.update(task, completed=k)).preset
+        calibration = calibrate_preset(capture, venue=venue, rounds=rounds,
+                                       progress=lambda k, n: bar.update(task, completed=k))
+    found = calibration.preset
+    print_comparison(compare(calibration.real, calibration.simulated),
+                     f"{venue} {found.symbol}: the capture against the calibrated model "
+                     f"({ROUND_MINUTES:g} model minutes, no wire)")
     if out is not None:
         written = write_preset(found, out / f"preset_{found.symbol.lower()}.toml")
         typer.echo(f"calibrated preset written to {written}")
@@ -130,17 +152,18 @@ def _compare(capture: Path, hours: float, seed: int, preset: str, symbols: str |
              switch_s: float, markdown: bool, calibrate_from: Path | None,
              rounds: int) -> None:
     from collector.simulator import compare
-    from collector.simulator.presets import PRESETS, load_preset, regime_schedule
+    from collector.simulator.presets import PRESETS, regime_schedule
+
+    scenario = _scenario(preset)
 
     def schedules_for(venue: str, found: list[str]) -> list:
         if calibrate_from is not None:
-            bases, scenario = [_calibrated(calibrate_from, None, rounds)], preset
-        elif Path(preset).suffix:
-            bases, scenario = [load_preset(preset)], "default"
+            bases = [_calibrated(calibrate_from, None, rounds)]
+        elif _is_file(preset):
+            bases = _base_presets(venue, None, preset)
         else:
             wanted = found if symbols is None else [s.strip() for s in symbols.split(",")]
             bases = [PRESETS[(venue, s)] for s in wanted if (venue, s) in PRESETS]
-            scenario = preset
         missing = [b.symbol for b in bases if b.symbol not in found or b.venue != venue]
         if missing:
             raise UserError(f"The capture '{capture}' holds no {venue} book of "
@@ -151,19 +174,24 @@ def _compare(capture: Path, hours: float, seed: int, preset: str, symbols: str |
     if markdown:
         typer.echo(compare.markdown_table(results))
         return
+    for r in results:
+        print_comparison(r.rows, f"{r.venue} {r.symbol}: real capture against {hours:g} h "
+                                 f"simulated ({r.scenario}, seed {seed})")
+
+
+def print_comparison(rows: list, title: str) -> None:
+    """Real against simulated, statistic by statistic, with each band."""
     from rich.table import Table
 
     from bookcast import terminal
 
-    for r in results:
-        table = Table(title=f"{r.venue} {r.symbol}: real capture against {hours:g} h "
-                            f"simulated ({r.scenario}, seed {seed})")
-        for column in ("statistic", "real", "simulated", "band", "within"):
-            table.add_column(column)
-        for row, band in zip(r.rows, compare.BANDS, strict=True):
-            table.add_row(band.label, f"{row.real:.3f}", f"{row.simulated:.3f}",
-                          f"[{row.low:.3f}, {row.high:.3f}]", "yes" if row.holds else "NO")
-        terminal.console().print(table)
+    table = Table(title=title)
+    for column in ("statistic", "real", "simulated", "band", "within"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.label, f"{row.real:.3f}", f"{row.simulated:.3f}",
+                      f"[{row.low:.3f}, {row.high:.3f}]", "yes" if row.holds else "NO")
+    terminal.console().print(table)
 
 
 def _require_writable(out: Path) -> None:

@@ -122,5 +122,27 @@ def band_table() -> str:
     return "\n".join(lines)
 
 
+DOCUMENTED_PRESETS = (("binance-spot", "BTCUSDT"), ("binance-spot", "ETHUSDT"),
+                      ("binance-usdm", "BTCUSDT"), ("binance-usdm", "ETHUSDT"))
+
+
+def parameter_table() -> str:
+    """The calibrated presets' parameters, as docs/simulator.md prints them (a test keeps
+    them equal): the meaning of each is the comment beside its field in presets.py."""
+    from dataclasses import fields
+
+    from collector.simulator.presets import PRESETS, SymbolPreset
+
+    presets = [PRESETS[key] for key in DOCUMENTED_PRESETS]
+    head = "| parameter | " + " | ".join(f"{p.venue} {p.symbol}" for p in presets) + " |"
+    lines = [head, "|---|" + "---|" * len(presets)]
+    for f in fields(SymbolPreset):
+        if f.name in ("venue", "symbol"):
+            continue
+        values = [getattr(p, f.name) for p in presets]
+        lines.append(f"| `{f.name}` | " + " | ".join(str(v) for v in values) + " |")
+    return "\n".join(lines)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"

@@ -230,8 +230,7 @@ def simulate_session(venue: str, schedules: list[list[Regime]], hours: float, se
     snap_ns = (min(start_ns + protocol.snapshot_after_ns, end_ns)
                if protocol.snapshot_after_ns is not None else None)
     n_diffs = n_trades = 0
-    writer = CaptureWriter(path)
-    try:
+    with CaptureWriter(path) as writer:  # an exception or interrupt leaves no file
         wire.send(writer, protocol.opening(books), start_ns)
         t = start_ns
         while t < end_ns:
@@ -253,10 +252,6 @@ def simulate_session(venue: str, schedules: list[list[Regime]], hours: float, se
             if progress is not None:
                 progress((t - start_ns) / NS)
         wire.send(writer, [], None)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
     return SimulationSummary(venue, symbols, path, (end_ns - start_ns) / NS,
                              time.perf_counter() - started, n_diffs, n_trades, writer.records)
 

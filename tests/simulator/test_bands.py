@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.simulator.compare import band_table
+from collector.simulator.compare import band_table, parameter_table
 from collector.simulator.presets import QUIET_SCALE, VOLATILE_SCALE
 from collector.simulator.stats import (
     BAND_BY_NAME,
@@ -110,8 +110,34 @@ def test_regime_switch_changes_volatility_where_it_should(tmp_path_factory, real
     assert [x > threshold for x in per_block] == [k % 2 == 1 for k in range(len(per_block))]
 
 
-def test_the_docs_print_the_band_table_the_tests_read():
+def test_the_docs_print_the_band_table_the_tests_read_and_the_presets_the_code_has():
     text = DOCS.read_text(encoding="utf-8")
     assert band_table() in text, "regenerate the band table in docs/simulator.md"
+    assert parameter_table() in text, "regenerate the parameter table in docs/simulator.md"
     for band in BANDS:
         assert re.search(re.escape(band.statistic), text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("venue", "symbol", "capture"), [
+    ("binance-spot", "ETHUSDT", "binance-spot/ethusdt_20240808-09.jsonl.gz"),
+    ("binance-usdm", "BTCUSDT", "binance-usdm/btcusdt_20240808.jsonl.gz"),
+    ("binance-usdm", "ETHUSDT", "binance-usdm/ethusdt_20240808.jsonl.gz"),
+])
+def test_every_calibrated_preset_is_within_the_bands_of_its_capture(
+        tmp_path, captures_dir, venue, symbol, capture):
+    real = market_statistics(replay(captures_dir / capture, tmp_path / "real")
+                             .markets[symbol])
+    sim = market_statistics(replay(simulate(tmp_path, venue, [symbol], "default", 1.0),
+                                   tmp_path / "sim").markets[symbol])
+    failed = [f"{r.statistic}: real {r.real:.3f}, simulated {r.simulated:.3f}"
+              for r in compare(real, sim) if not r.holds]
+    assert not failed, "; ".join(failed)
+
+
+@pytest.mark.slow
+def test_null_control_over_an_hour_says_nothing(tmp_path):
+    null = market_statistics(replay(simulate(tmp_path, "binance-spot", ["ETHUSDT"], "null",
+                                             1.0), tmp_path / "data").markets["ETHUSDT"])
+    assert abs(null.imbalance_corr_1s) < NULL_MAX_ABS_CORR
+    assert abs(null.imbalance_corr_10s) < NULL_MAX_ABS_CORR

@@ -109,3 +109,17 @@ def test_in_the_null_control_best_queues_never_empty_and_moves_are_requotes():
     assert abs(np.mean(moves > 0) - 0.5) < 0.1
     # trades only ever happen at the best quotes: nothing walks the book
     assert len(trades) > 1000
+
+
+def test_market_orders_steered_by_the_imbalance_strengthen_the_signal():
+    """kappa is the queue-reactive part of the race: on the same seed, market orders that
+    hit the thinner queue more often make the imbalance predict more (a flipped sign in
+    the steering would make it predict less)."""
+    from collector.simulator.calibrate import sample_market
+    from collector.simulator.stats import market_statistics
+
+    base = preset_for("binance-spot", "ETHUSDT")
+    corr = {k: market_statistics(sample_market(dataclasses.replace(base, market_react=k), 10,
+                                               seed=11)).imbalance_corr_1s
+            for k in (0.0, 1.0)}
+    assert corr[1.0] > corr[0.0] + 0.05, corr
