@@ -7,7 +7,8 @@ import pytest
 from book_fixture import NS
 
 from bookcast.errors import UserError
-from features.dataset import (
+from models.config import TrainConfig
+from models.dataset import (
     FeatureScaler,
     SequenceView,
     chronological_splits,
@@ -15,7 +16,6 @@ from features.dataset import (
     valid_window_ends,
     window_splits,
 )
-from models.config import TrainConfig
 from models.pipeline import input_window_ns, usable_rows
 from models.runs import model_splits
 

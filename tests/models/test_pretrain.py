@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from features.dataset import SequenceView
 from models.baselines import AlwaysFlat, ImbalanceRule, LogisticForecaster
 from models.config import TrainConfig
+from models.dataset import SequenceView
 from models.lightgbm_model import LightGBMForecaster
 from models.losses import FocalLoss, make_loss
 from models.nets import MLP, DeepLOB, count_parameters
