@@ -193,9 +193,20 @@ class Scored:
                 "trading_policy": self.trading.to_dict()}
 
 
-def restrict_to_windows(splits: Splits, inputs: InputBuilder) -> Splits:
-    return Splits(train=inputs.window_rows(splits.train), val=inputs.window_rows(splits.val),
-                  test=inputs.window_rows(splits.test), embargo_ns=splits.embargo_ns)
+def used_splits(data: ModelData, splits: Splits, config: TrainConfig) -> Splits:
+    """The rows a run fits and scores: DeepLOB keeps rows with a complete input window, and
+    `max_train_rows` keeps the latest training rows."""
+    if config.model == "deeplob":
+        ok = valid_window_ends(data.ts, data.gap, config.window, data.interval_ns)
+        splits = Splits(train=splits.train[ok[splits.train]], val=splits.val[ok[splits.val]],
+                        test=splits.test[ok[splits.test]], embargo_ns=splits.embargo_ns)
+        if min(len(splits.train), len(splits.val), len(splits.test)) == 0:
+            raise UserError(f"Too few rows with a complete {config.window}-snapshot window "
+                            "in some split for DeepLOB; use more data or a shorter --window.")
+    if config.max_train_rows is not None and len(splits.train) > config.max_train_rows:
+        splits = Splits(splits.train[-config.max_train_rows:], splits.val, splits.test,
+                        splits.embargo_ns)
+    return splits
 
 
 def policy_report(y: np.ndarray, classification: np.ndarray, trading: np.ndarray,
@@ -249,14 +260,7 @@ def fit_and_score(data: ModelData, splits: Splits, config: TrainConfig,
     without a complete window) and the training-only scalers."""
     scalers = Scalers.fit(data, splits.train)
     inputs = InputBuilder(data, scalers, config.window)
-    if config.model == "deeplob":
-        splits = restrict_to_windows(splits, inputs)
-        if min(len(splits.train), len(splits.val), len(splits.test)) == 0:
-            raise UserError(f"Too few rows with a complete {config.window}-snapshot window "
-                            "in some split for DeepLOB; use more data or a shorter --window.")
-    if config.max_train_rows is not None and len(splits.train) > config.max_train_rows:
-        splits = Splits(splits.train[-config.max_train_rows:], splits.val, splits.test,
-                        splits.embargo_ns)
+    splits = used_splits(data, splits, config)
     check_training_labels(data.y[splits.train], data.y[splits.val],
                           f"at {data.fee_bps:g} bps per side over {data.horizon}")
     exec_trips = execution_trips(data, config.latency_ns)
