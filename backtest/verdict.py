@@ -327,8 +327,14 @@ def print_verdict(report: VerdictReport, file: IO[str] | None = None) -> None:
     """Per symbol and execution: strategy x horizon down, fees across, each cell the net
     bps per trade and its verdict mark; then what the marks mean and what is missing."""
     import sys
+    import textwrap
 
     out = file or sys.stdout
+    width = terminal.page_width()
+
+    def say(text: str) -> None:
+        out.write(textwrap.fill(text, width, break_long_words=False) + "\n")
+
     for summary in report.symbols:
         rows = [r for r in report.rows if r["symbol"] == summary.symbol]
         for execution in EXECUTIONS:
@@ -350,14 +356,15 @@ def print_verdict(report: VerdictReport, file: IO[str] | None = None) -> None:
         frontier = ", ".join(f"{h} {v:.2f}" for h, v in summary.frontier["taker"].items()
                              if v is not None)
         if frontier:
-            out.write(f"Oracle break-even fee per side (taker, every move that beats the "
-                      f"spread): {frontier} bps.\n")
-        out.write(_conclusion(summary, rows, report.needs) + "\n\n")
-    out.write(f"Marks: P pays, L loses (95 % interval above / below zero), ? inconclusive, "
-              f"{MARKS['no trades']} no trades. A verdict needs at least {MIN_TRADES} trades over "
-              f"{MIN_SPAN_NS // 60_000_000_000} minutes.\n")
-    out.write(f"written to {report.json_path}"
-              + (f" and {report.png_path}" if report.png_path else "") + "\n")
+            say(f"Oracle break-even fee per side (taker, every move that beats the spread): "
+                f"{frontier} bps.")
+        say(_conclusion(summary, rows, report.needs))
+        out.write("\n")
+    say(f"Marks: P pays, L loses (95 % interval above / below zero), ? inconclusive, "
+        f"{MARKS['no trades']} no trades. A verdict needs at least {MIN_TRADES} trades over "
+        f"{MIN_SPAN_NS // 60_000_000_000} minutes.")
+    say(f"written to {report.json_path}"
+        + (f" and {report.png_path}" if report.png_path else ""))
     out.flush()
 
 
