@@ -1,9 +1,11 @@
 """The PyTorch training loop (one function, top to bottom) and the estimator wrapper
 that gives the networks the same fit / predict_proba surface as LightGBM.
 
-The weights kept are those of the epoch with the lowest validation log-loss of the
-prior-corrected probabilities: a proper score, which moves as soon as the network ranks
-moves better, where the argmax's macro-F1 stays flat while every argmax is 'flat'.
+The weights kept are those of the epoch with the lowest validation log-loss of its
+probabilities after the prior correction and a calibration fitted on validation (the
+probabilities the rules will read): a proper score, which moves as soon as the network
+ranks moves better, where the argmax's macro-F1 stays flat while every argmax is 'flat',
+and which a weighted loss's growing over-confidence does not mistake for getting worse.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from models.config import TrainConfig
-from models.forecaster import CLASSES, correct_priors, to_index, training_prior_ratio
+from models.forecaster import (
+    CLASSES,
+    Calibration,
+    correct_priors,
+    to_index,
+    training_prior_ratio,
+)
 from models.losses import loss_class_weights, make_loss
 from models.nets import MLP, DeepLOB
 
@@ -159,8 +167,10 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
             total_loss, batches, seen = total_loss + loss.item(), batches + 1, seen + len(yb)
         busy += time.perf_counter() - started
 
-        val_loss = validation_log_loss(predict_logits(net, X_val, device), y_val, ratio)
+        raw_loss, val_loss = validation_log_loss(predict_logits(net, X_val, device), y_val,
+                                                 ratio)
         history.epochs.append({"epoch": epoch, "train_loss": total_loss / max(batches, 1),
+                               "val_log_loss_uncalibrated": raw_loss,
                                "val_log_loss": val_loss})
         if val_loss < history.best_val_log_loss - 1e-9:
             history.best_epoch, history.best_val_log_loss, stale = epoch, val_loss, 0
@@ -187,9 +197,16 @@ def probabilities(logits: np.ndarray, prior_ratio: np.ndarray) -> np.ndarray:
     return correct_priors(proba, prior_ratio)
 
 
-def validation_log_loss(logits: np.ndarray, y: np.ndarray, prior_ratio: np.ndarray) -> float:
-    p = probabilities(logits, prior_ratio)[np.arange(len(y)), to_index(y)]
+def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    p = proba[np.arange(len(y)), to_index(y)]
     return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0)))) if len(y) else 0.0
+
+
+def validation_log_loss(logits: np.ndarray, y: np.ndarray, prior_ratio: np.ndarray
+                        ) -> tuple[float, float]:
+    """(log-loss after the prior correction, log-loss after calibrating that on y too)."""
+    proba = probabilities(logits, prior_ratio)
+    return log_loss(proba, y), log_loss(Calibration.fit(proba, y)(proba), y)
 
 
 class TorchForecaster:
