@@ -106,6 +106,8 @@ def register(app: typer.Typer) -> None:
         symbol: str | None = typer.Option(None, "--symbol", help="Only this symbol."),
         as_json: bool = typer.Option(False, "--json", help="Print {\"rows\": [...]} instead "
                                      "of tables."),
+        notional: float = typer.Option(1000.0, "--notional", help="Quote currency per trade, "
+                                       "filled by walking the book."),
     ) -> None:
         """The answer: for each symbol, strategy, horizon, fee and execution, do the trained
         models' forecasts pay after spread and fees, out of sample? Writes
@@ -114,7 +116,8 @@ def register(app: typer.Typer) -> None:
         from bookcast import terminal
         from bookcast.paths import data_root
 
-        report = run_verdict(data_root(data_dir), symbol=symbol, progress=not as_json)
+        report = run_verdict(data_root(data_dir), symbol=symbol, progress=not as_json,
+                             notional=notional)
         if as_json:
             terminal.print_json({"rows": report.rows})
         else:

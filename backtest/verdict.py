@@ -126,11 +126,12 @@ class Pricer:
 
     book: Book
     latency_ns: int
+    notional: float = NOTIONAL
     cache: dict[tuple, Priced] = field(default_factory=dict)
 
     def config(self, execution: str, hold_ns: int) -> BacktestConfig:
         return BacktestConfig(fee_bps=0.0, hold_ns=hold_ns, horizon_ns=hold_ns,
-                              maker=execution == "maker", notional=NOTIONAL)
+                              maker=execution == "maker", notional=self.notional)
 
     def price(self, decisions: signals.Decisions, execution: str, hold_ns: int) -> Priced:
         key = (execution, decisions.entry_ts.tobytes(), decisions.exit_ts.tobytes(),
@@ -204,9 +205,12 @@ class VerdictReport:
     png_path: Path | None
 
 
-def run_verdict(root: Path, symbol: str | None = None, progress: bool = False
-                ) -> VerdictReport:
-    """Evaluate every cell, write reports/verdict.json and the heat-map, return the report."""
+def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
+                notional: float = NOTIONAL) -> VerdictReport:
+    """Evaluate every cell, write reports/verdict.json and the heat-map, return the report.
+    Each trade is `notional` in the quote currency, walking the book as the backtest does."""
+    if not notional > 0:
+        raise UserError(f"The order notional {notional} is not positive.")
     runs = latest_runs(root, symbol)
     if not runs:
         what = f" for {symbol}" if symbol else ""
@@ -223,7 +227,7 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False
     if progress:
         items = terminal.progress(list(by_symbol.items()), "verdict", total=len(by_symbol))
     for (venue, name), run_dirs in items:
-        symbol_rows, summary = judge_symbol(root, venue, name, run_dirs)
+        symbol_rows, summary = judge_symbol(root, venue, name, run_dirs, notional)
         for row in symbol_rows:
             if row["needs"] is not None:
                 test_hours = row["needs"]["test_hours"]
@@ -240,6 +244,7 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False
     png = write_heatmap(rows, summaries, out / HEATMAP_FILE)
     payload = {
         "rows": rows,
+        "notional": notional,
         "minimum_sample": {"trades": MIN_TRADES, "span_minutes": MIN_SPAN_NS / 60e9,
                            "interval": "batch means, t, 95 %",
                            "coverage": "docs/backtest.md (tests/backtest/test_coverage.py)"},
@@ -261,8 +266,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path]
-                 ) -> tuple[list[dict[str, Any]], SymbolSummary]:
+def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
+                 notional: float = NOTIONAL) -> tuple[list[dict[str, Any]], SymbolSummary]:
     """Every row of one symbol: its models at their horizons, the comparison rows at the
     same horizons, the oracle at every horizon a model was trained for."""
     cache: dict = {}
@@ -272,7 +277,7 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path]
     last = max(int(c.data.ts[c.splits.test[-1]]) for c in contexts)
     reach = max(c.data.horizon_ns for c in contexts) + 2 * contexts[0].data.interval_ns
     book = load_book(root, venue, symbol, first, last + reach)
-    pricer = Pricer(book, contexts[0].latency_ns)
+    pricer = Pricer(book, contexts[0].latency_ns, notional)
     rows: list[dict[str, Any]] = []
     by_horizon: dict[int, list[RunContext]] = {}
     for c in contexts:

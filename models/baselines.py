@@ -9,10 +9,6 @@ imbalances from sizes only, so scaling every size by a constant changes nothing.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from models.dataset import ASK_SZ, BID_SZ
 from models.forecaster import CLASSES, class_frequencies, to_index
@@ -60,6 +56,8 @@ class ImbalanceRule:
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> ImbalanceRule:
+        from sklearn.isotonic import IsotonicRegression  # scikit-learn loads in seconds
+
         imb = cumulative_imbalance(X, 1)
         y = np.asarray(y)
         self.up_ = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0, y_max=1)
@@ -94,6 +92,10 @@ class LogisticForecaster:
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> LogisticForecaster:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         self.pipeline_ = make_pipeline(
             StandardScaler(), LogisticRegression(max_iter=500, random_state=self.seed))
         self.pipeline_.fit(self._inputs(X), np.asarray(y))

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from models.forecaster import CLASS_NAMES, CLASSES, to_index
 from models.policy import macro_f1
@@ -49,6 +48,9 @@ def class_report(y: np.ndarray, signal: np.ndarray, long_net: np.ndarray,
     signal as if each were traded alone over the horizon; overlapping trades, book
     walking and the order of fills are the backtester's job.
     """
+    # scikit-learn takes seconds to import: only commands that score load it
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     precision, recall, f1, support = precision_recall_fscore_support(
         y, signal, labels=CLASSES, zero_division=0)
     up = break_even(signal, long_net, short_net, 1)
@@ -117,7 +119,7 @@ def write_plots(run_dir: Path, y: np.ndarray, proba: np.ndarray, signal: np.ndar
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
     written = []
     fig, ax = plt.subplots(figsize=(4.5, 4))

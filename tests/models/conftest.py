@@ -38,20 +38,23 @@ def lightgbm_run(book_data_dir: Path) -> Path:
 FAMILY_CONFIGS = {
     "logistic": {},
     "lightgbm": {"lgbm_rounds": 200},
-    "mlp": {"epochs": 4, "batch_size": 128},
-    "deeplob": {"epochs": 1, "batch_size": 64, "max_train_rows": 256},
+    "mlp": {"epochs": 3, "batch_size": 128},
+    "deeplob": {"epochs": 1, "batch_size": 64, "max_train_rows": 192},
 }
 
 
 @pytest.fixture(scope="session")
-def scored_families(book_data_dir: Path) -> dict:
-    """model -> (data, splits used, {estimator: Scored}) from `fit_and_score`."""
+def scored_families(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """model -> (data, splits used, {estimator: Scored}) from `fit_and_score`, on a shorter
+    book of the same kind (2,000 s) so that DeepLOB's windows stay few on a CPU."""
     from models.config import TrainConfig
     from models.dataset import load_model_data
     from models.pipeline import fit_and_score
     from models.runs import model_splits
 
-    data = load_model_data(book_data_dir, 10 * NS, feature_set="compact")
+    data_dir = tmp_path_factory.mktemp("families") / "data"
+    build_dataset(data_dir, 2000, seed=2)
+    data = load_model_data(data_dir, 10 * NS, feature_set="compact")
     out = {}
     for model, extra in FAMILY_CONFIGS.items():
         config = TrainConfig(model=model, horizon_ns=10 * NS, feature_set="compact", window=20,

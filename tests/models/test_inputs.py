@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pytest
 from book_fixture import NS
 
 from models.baselines import cumulative_imbalance
@@ -41,20 +40,6 @@ def test_the_dataset_keeps_the_sign_of_the_book(book_data_dir):
     # ...and the fixture's moves follow that imbalance, as the labels must show
     rows = data.labelled
     assert np.corrcoef(book_side[rows], data.y[rows])[0, 1] > 0.2
-
-
-@pytest.mark.parametrize("family", ["logistic", "lightgbm", "mlp"])
-def test_every_trained_family_leans_with_the_book(scored_families, family):
-    """On test rows, each estimator's calibrated p_up is higher where the best bid is the
-    heavier side than where the ask is, and p_down the other way round."""
-    data, splits, results = scored_families[family]
-    imb = cumulative_imbalance(data.book[splits.test], 1)
-    bid_heavy, ask_heavy = imb > 0.4, imb < -0.4
-    assert bid_heavy.sum() > 20 and ask_heavy.sum() > 20
-    for name in ("model", "imbalance_rule", "logistic_imbalance"):
-        p = results[name].proba_test
-        assert p[bid_heavy, 2].mean() > p[ask_heavy, 2].mean() * 1.5, name
-        assert p[ask_heavy, 0].mean() > p[bid_heavy, 0].mean() * 1.5, name
 
 
 def test_deeplob_sees_prices_in_bps_from_the_mid_and_scaled_sizes(book_data_dir):

@@ -1,5 +1,7 @@
-"""Policy parity: every estimator is scored under the same classification and trading
-policies, and the trading policy's cost gate holds for every model family."""
+"""Every model family fitted once beside the baselines (the `scored_families` fixture):
+policy parity (the same classification and trading policies for every estimator), the
+trading policy's cost gate, training past the first iterations, and each family leaning
+the way the book leans."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from models.baselines import cumulative_imbalance
 from models.pipeline import BASELINES, execution_trips
 from models.policy import BPS, ClassificationPolicy, TradingPolicy, macro_f1
 
@@ -66,6 +69,13 @@ def test_a_policy_whose_expected_nets_are_all_negative_never_trades():
     assert policy.margin_bps >= 0 and not policy.signals(proba).any()
 
 
+def test_models_with_a_signal_train_past_their_first_iterations(scored_families):
+    _, _, results = scored_families["lightgbm"]
+    assert results["model"].forecaster.best_iteration_ >= 10
+    _, _, results = scored_families["mlp"]
+    assert results["model"].forecaster.history_.best_epoch >= 1
+
+
 def test_re_deriving_at_another_fee_is_arithmetic_on_the_same_means(scored_families):
     _, _, results = scored_families["lightgbm"]
     policy = results["model"].trading
@@ -93,3 +103,19 @@ def test_classification_thresholds_pick_the_clearer_side():
     policy = ClassificationPolicy(theta_up=0.3, theta_down=0.3)
     proba = np.array([[0.1, 0.5, 0.4], [0.45, 0.2, 0.35], [0.2, 0.7, 0.1], [0.35, 0.3, 0.35]])
     assert policy.signals(proba).tolist() == [1, -1, 0, 1]
+
+
+@pytest.mark.parametrize("family", ["logistic", "lightgbm", "mlp"])
+def test_every_trained_family_leans_with_the_book(scored_families, family):
+    """On test rows, each estimator's calibrated p_up is higher where the best bid is most
+    the heavier side (the top fifth of the L1 imbalance) than where the ask is (the bottom
+    fifth), and p_down the other way round."""
+    data, splits, results = scored_families[family]
+    imb = cumulative_imbalance(data.book[splits.test], 1)
+    low, high = np.quantile(imb, [0.2, 0.8])
+    bid_heavy, ask_heavy = imb >= high, imb <= low
+    assert high - low > 0.3
+    for name in ("model", "imbalance_rule", "logistic_imbalance"):
+        p = results[name].proba_test
+        assert p[bid_heavy, 2].mean() > p[ask_heavy, 2].mean() * 1.5, name
+        assert p[ask_heavy, 0].mean() > p[bid_heavy, 0].mean() * 1.5, name

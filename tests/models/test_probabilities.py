@@ -73,11 +73,11 @@ def test_pytorch_models_predict_the_true_class_frequencies_after_reweighting(mod
     # Before any calibration: the prior correction alone must bring the mean probability
     # of each rare class back to its frequency (reweighting lifts it to about 1/3).
     if model == "mlp":
-        X, y = rare_moves(2000)
+        X, y = rare_moves(1500)
         config = TrainConfig(model="mlp", epochs=3, batch_size=128, loss=loss, sampler=sampler,
                              seed=1)
     else:
-        X, y = toy_windows(320)
+        X, y = toy_windows(192)
         config = TrainConfig(model="deeplob", epochs=1, batch_size=64, loss=loss,
                              sampler=sampler, window=20, seed=1)
     forecaster = TorchForecaster(config).fit(X, y, X, y)
@@ -90,9 +90,9 @@ def test_pytorch_models_predict_the_true_class_frequencies_after_reweighting(mod
 def test_selection_keeps_a_trained_epoch_when_the_argmax_stays_flat():
     # Moves are rare enough that every argmax is 'flat' at every epoch: macro-F1 of the
     # argmax never changes, so selecting on it kept the first epoch. Log-loss keeps improving.
-    X, y = rare_moves(4000, signal=1.2, seed=3)
-    Xv, yv = rare_moves(2000, signal=1.2, seed=4)
-    config = TrainConfig(model="mlp", epochs=6, batch_size=256, loss="ce", patience=6,
+    X, y = rare_moves(2500, signal=1.2, seed=3)
+    Xv, yv = rare_moves(1500, signal=1.2, seed=4)
+    config = TrainConfig(model="mlp", epochs=4, batch_size=256, loss="ce", patience=4,
                          learning_rate=3e-3)
     torch.manual_seed(0)
     from models.nets import MLP
@@ -104,14 +104,10 @@ def test_selection_keeps_a_trained_epoch_when_the_argmax_stays_flat():
     assert losses[history.best_epoch] < losses[0]
 
 
-def test_models_with_a_signal_train_past_their_first_iterations(lightgbm_run, scored_families):
+def test_lightgbm_with_a_signal_trains_past_its_first_iterations(lightgbm_run):
     training = json.loads((lightgbm_run / "metrics.json").read_text())["training"]
     assert training["selected_on"] == "validation log-loss"
     assert min(training["best_iteration"]) >= 10  # the monotone pair: both boosters
-    _, _, results = scored_families["lightgbm"]
-    assert results["model"].forecaster.best_iteration_ >= 10
-    _, _, results = scored_families["mlp"]
-    assert results["model"].forecaster.history_.best_epoch >= 1
 
 
 def test_calibration_on_validation_repairs_over_confident_probabilities():
