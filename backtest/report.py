@@ -96,8 +96,14 @@ def curve_table(stats: dict[str, Any], quote: str) -> str | None:
 def print_report(config: dict[str, Any], stats: dict[str, Any], where: str | None = None,
                  file: IO[str] | None = None) -> None:
     import sys
+    import textwrap
 
     out = file or sys.stdout
+    width = terminal.page_width()
+
+    def say(text: str) -> None:
+        out.write(textwrap.fill(text, width, break_long_words=False) + "\n")
+
     quote = quote_currency(str(config.get("symbol", "")))
     fee_text = f"{config['fee_bps']:g} bps taker per side ({config['fee_source']})"
     if config.get("maker"):
@@ -111,16 +117,16 @@ def print_report(config: dict[str, Any], stats: dict[str, Any], where: str | Non
         if part:
             out.write(part + "\n\n")
     if config.get("decision"):
-        out.write(f"decision: {config['decision']}\n")
+        say(f"decision: {config['decision']}")
     if stats.get("skipped"):
         parts_text = ", ".join(f"{k} {v}" for k, v in stats["skipped"].items())
-        out.write(f"decisions not traded: {parts_text}\n")
+        say(f"decisions not traded: {parts_text}")
     for name, s in strategy_rows(stats):
         need = s.get("verdict_needs")
         if s.get("verdict") == "inconclusive" and need:
             hours = "" if need.get("hours") is None else f" (about {need['hours']:,.1f} h)"
-            out.write(f"{name}: inconclusive; a verdict needs ~{need['trades']:,} trades"
-                      f"{hours} at this rate.\n")
+            say(f"{name}: inconclusive; a verdict needs ~{need['trades']:,} trades{hours} at "
+                "this rate.")
     if where:
         out.write(f"written to {where}\n")
     out.flush()
