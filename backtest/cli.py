@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from bookcast.cli import DATA_DIR_HELP
 from bookcast.errors import UserError
 
 
@@ -101,8 +102,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verdict")
     def verdict_command(
-        data_dir: Path | None = typer.Option(None, "--data-dir", help="Data root (default "
-                                             "$BOOKCAST_DATA_DIR or ./data)."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
         symbol: str | None = typer.Option(None, "--symbol", help="Only this symbol."),
         as_json: bool = typer.Option(False, "--json", help="Print {\"rows\": [...]} instead "
                                      "of tables."),

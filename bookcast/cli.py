@@ -13,8 +13,9 @@ import signal
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,10 @@ from bookcast import interrupts
 from bookcast.errors import UserError
 
 USAGE_ERROR = 2
+# Every command takes the data root the same way (DESIGN.md: --data-dir, else
+# $BOOKCAST_DATA_DIR, else ./data).
+DATA_DIR_HELP = "Data root (default $BOOKCAST_DATA_DIR or ./data)."
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
 
 app = typer.Typer(
     name="bookcast",
@@ -169,8 +174,6 @@ def input_error(exc: Exception, args: Sequence[str]) -> str | None:
     """The sentence for a failure the user's input caused, when a command let one escape:
     a path given on the command line that is missing or unreadable, or a damaged Parquet
     file under the data root. None when the failure is the code's own."""
-    from pathlib import Path
-
     from bookcast.errors import damaged_file, unreadable_parquet
     from bookcast.paths import data_root
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     """Run every stage; returns the verdict rows (also printed)."""
     started = time.monotonic()
     root = cfg.data_dir
-    root.mkdir(parents=True, exist_ok=True)
+    fresh_demo_dir(root)
     real = bool(cfg.captures)
     total = 8
     interval_ns = parse_duration_ns(cfg.interval, what="interval")
@@ -74,14 +75,14 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
         console.print(f"  {venue} {', '.join(symbols)} from {len(captures)} file(s)")
     else:
         venue, symbols = SIM_VENUE, list(cfg.symbols)
-        from collector.simulator.cli import simulate_command
+        from collector.simulator import preset_for, simulate_captures
 
         out = root / "captures"
         step(1, total, f"simulate {cfg.hours:g} h of {', '.join(cfg.symbols)}",
              f"bookcast simulate --hours {cfg.hours:g} --symbols {','.join(cfg.symbols)} "
              f"--seed {cfg.seed} --out {out}")
-        simulate_command(hours=cfg.hours, out=out, symbols=",".join(cfg.symbols), seed=cfg.seed,
-                         venue=venue, preset_file=None, calibrate_from=None, compression="gz")
+        simulate_captures(venue, [preset_for(venue, s) for s in cfg.symbols], "default",
+                          cfg.hours, cfg.seed, out, progress=True)
         captures = sorted((out / venue).glob("*.jsonl.gz"))
 
     # 2. live collection through the real daemon
@@ -151,6 +152,25 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     return report.rows
 
 
+DEMO_MARKER = ".bookcast-demo"
+
+
+def fresh_demo_dir(root: Path) -> None:
+    """An empty data root for this run: a previous demo's output is removed (mixing two
+    runs' data would mix their markets), anything else is refused rather than touched."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--data-dir '{root}' is a file, not a directory.")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).exists():
+            raise UserError(f"--data-dir '{root}' already holds data that the demo did not "
+                            f"write; give the demo a directory of its own.")
+        for child in root.iterdir():
+            if child.name != DEMO_MARKER:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("written by `bookcast demo`; a new demo run clears it\n")
+
+
 def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
     """The venue and the symbols with books in real captures (Binance only, for the live
     step's REST snapshots)."""
@@ -190,7 +210,9 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                       f"http://127.0.0.1:{daemon.metrics_port}/metrics")
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            time.sleep(min(10.0, max(0.1, deadline - time.monotonic())))
+            report_at = min(deadline, time.monotonic() + 10.0)
+            while time.monotonic() < report_at:  # short sleeps: a signal stops it at once
+                time.sleep(min(0.25, max(0.0, report_at - time.monotonic())))
             m = daemon.metrics()
             console.print(
                 f"  {time.monotonic() - daemon.started:4.0f} s: "
@@ -201,12 +223,17 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                 f"gaps {m.get('bookcast_gaps_total', 0):.0f}, "
                 f"reconnects {m.get('bookcast_reconnects_total', 0):.0f}, "
                 f"queue {m.get('bookcast_queue_depth', 0):.0f}", highlight=False)
-        rc, took = daemon.terminate()
-        console.print(f"  SIGTERM: the daemon flushed and exited {rc} in {took:.1f} s")
+        try:
+            rc, took = daemon.terminate(timeout=60.0)  # a busy machine slows the last flush
+            console.print(f"  SIGTERM: the daemon flushed and exited {rc} in {took:.1f} s")
+        except subprocess.TimeoutExpired:
+            console.print("  [yellow]SIGTERM: the daemon did not stop within 60 s; it is "
+                          "killed, so its last flush may be missing[/yellow]")
     finally:
-        if daemon is not None:
-            daemon.close()
-        emulator.close()
+        with interrupts.shielded():  # the daemon's last flush must not be cut short
+            if daemon is not None:
+                daemon.close()
+            emulator.close()
     raw = sorted((data_dir / "raw").rglob("*.jsonl.zst"))
     if raw:
         check = data_dir.parent / "live-replayed"
@@ -320,6 +347,9 @@ def demo(
         raise UserError(f"--hours must be positive, not {hours}.")
     if fee_bps < 0:
         raise UserError(f"The fee {fee_bps} bps is negative; fees are zero or more.")
+    for path in capture or ():
+        if not path.is_file():  # said before the data directory is touched
+            raise UserError(f"The capture file '{path}' does not exist.")
     root = data_root(data_dir if data_dir is not None else Path("demo-data"))
     cfg = DemoConfig(data_dir=root, hours=hours,
                      symbols=tuple(s.strip().upper() for s in symbols.split(",") if s.strip()),

@@ -43,6 +43,26 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(sig)
 
 
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Let a shutdown finish: SIGINT and SIGTERM are ignored inside (the shutdown itself
+    must be bounded, e.g. SIGKILL after a timeout), then handled as before."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stopped_cleanly() -> None:
+    """The command treated the signal as a request to stop and finished its work (a
+    server shutting down): no 130/143, no "interrupted" line."""
+    global _received, _received_during
+    _received, _received_during = None, None
+
+
 def received() -> signal.Signals | None:
     """The first signal that interrupted this process, if any."""
     return _received

@@ -8,12 +8,10 @@ from typing import Annotated
 import typer
 
 from bookcast import interrupts, terminal
+from bookcast.cli import DataDir
 from bookcast.errors import UserError
 from bookcast.terminal import Column
 from bookcast.timeutil import format_duration_ns, parse_duration_ns
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default "
-                                               "$BOOKCAST_DATA_DIR or ./data).")]
 
 
 def parse_depth(text: str) -> int | None:

@@ -43,23 +43,33 @@ def empty_figure(title: str, message: str) -> go.Figure:
 # ------------------------------------------------------------------ Data page
 
 
-def coverage_figure(coverage: pl.DataFrame) -> go.Figure:
-    """A timeline: one bar per (venue, symbol) and day from the first to the last row."""
-    fig = go.Figure()
+def coverage_figure(coverage: pl.DataFrame, missing: pl.DataFrame | None = None) -> go.Figure:
+    """A timeline per (venue, symbol): green where the grid has rows, red only over the
+    stretches where grid points have no row (a resynchronisation row alone is not a hole:
+    the book was re-synced and every grid point still has its row)."""
     if coverage.is_empty():
         return empty_figure("Coverage", "no snapshots")
+    fig = go.Figure()
     for row in coverage.iter_rows(named=True):
         market = f"{row['venue']} {row['symbol']}"
-        gaps = (row["gap_rows"] or 0) + (row["missing_grid_points"] or 0)
         fig.add_trace(go.Scatter(
-            x=[row["first_ts"], row["last_ts"]], y=[market, market], mode="lines+markers",
-            line={"width": 14, "color": SELL_COLOUR if gaps else BUY_COLOUR},
-            name=f"{market} {row['date']}", showlegend=False,
-            hovertext=f"{market} {row['date']}: {row['rows']:,} rows, {gaps} gaps",
-            hoverinfo="text",
-        ))
-    return _layout(fig, "Coverage (green: no gaps, red: gaps or missing grid points)",
-                   height=150 + 40 * coverage.select("venue", "symbol").n_unique())
+            x=[row["first_ts"], row["last_ts"]], y=[market, market], mode="lines",
+            line={"width": 14, "color": BUY_COLOUR}, name="rows on every grid point",
+            showlegend=False, hoverinfo="text",
+            hovertext=f"{market} {row['date']}: {row['rows']:,} rows, "
+                      f"{row['gap_rows'] or 0} resync rows, "
+                      f"{row['missing_grid_points'] or 0} grid points without a row"))
+    holes = missing if missing is not None else pl.DataFrame()
+    for row in holes.iter_rows(named=True):
+        market = f"{row['venue']} {row['symbol']}"
+        fig.add_trace(go.Scatter(
+            x=_times(np.array([row["from_ns"], row["to_ns"]])), y=[market, market],
+            mode="lines", line={"width": 14, "color": SELL_COLOUR},
+            name="grid points without a row", showlegend=False, hoverinfo="text",
+            hovertext=f"{market}: {row['missing']:,} grid points without a row"))
+    title = ("Coverage (green: a row on every grid point; red: grid points without a row)"
+             if holes.height else "Coverage: a row on every grid point (no holes)")
+    return _layout(fig, title, height=150 + 40 * coverage.select("venue", "symbol").n_unique())
 
 
 # ------------------------------------------------------------------ Book page
@@ -203,8 +213,9 @@ def imbalance_response_figure(bins: pl.DataFrame, imbalance: str) -> go.Figure:
 
 
 def opportunity_figure(report: pl.DataFrame, fee_bps: float) -> go.Figure:
-    """Share of rows that pay (long, short) per horizon at one fee, and move over cost."""
-    title = f"Rows that pay a round trip at {fee_bps:g} bps per side"
+    """Share of rows that pay (long, short) per horizon at one fee, on a 0-100 % axis,
+    and mean |move| over the round-trip cost on the right."""
+    title = f"Rows where a round trip pays at {fee_bps:g} bps per side"
     if report.is_empty():
         return empty_figure(title, "no rows at this fee level")
     fig = make_subplots(specs=[[{"secondary_y": True}]])
@@ -219,9 +230,47 @@ def opportunity_figure(report: pl.DataFrame, fee_bps: float) -> go.Figure:
                                      y=part["move_over_cost"].to_numpy(), mode="lines+markers",
                                      name=f"{label}: mean |move| / round-trip cost"),
                           secondary_y=True)
-    fig.update_yaxes(title_text="share of rows", tickformat=".1%", secondary_y=False)
-    fig.update_yaxes(title_text="move / cost", secondary_y=True)
+    fig.update_yaxes(title_text="share of rows that pay", tickformat=".0%", range=[0, 1],
+                     secondary_y=False)
+    fig.update_yaxes(title_text="mean |move| / cost", rangemode="tozero", showgrid=False,
+                     secondary_y=True)
     return _layout(fig, title, barmode="group", xaxis_title="horizon")
+
+
+def useful_fee(report: pl.DataFrame, at_least: float = 0.05) -> float:
+    """The fee to show first: the highest level at which some horizon still pays on a
+    visible share of rows (`at_least`, 5 %), where the answer turns; else the lowest."""
+    fees = sorted(report["fee_bps"].unique().to_list())
+    share = pl.max_horizontal("share_long", "share_short")
+    paying = report.filter(share >= at_least)["fee_bps"].unique().to_list()
+    return max(paying) if paying else fees[0]
+
+
+def verdict_heatmap(rows: pl.DataFrame, title: str) -> go.Figure:
+    """Fee per side (x) by horizon (y), coloured by net bps per trade (red loses, blue
+    pays), each cell labelled with its verdict word and trade count."""
+    if rows.is_empty():
+        return empty_figure(title, "no verdict rows for this choice")
+    fees = sorted(rows["fee_bps"].unique().to_list())
+    horizons = (rows.select("horizon", "horizon_ns").unique()
+                .sort("horizon_ns", nulls_last=True)["horizon"].to_list())
+    z = np.full((len(horizons), len(fees)), np.nan)
+    text = [["" for _ in fees] for _ in horizons]
+    for r in rows.iter_rows(named=True):
+        i, j = horizons.index(r["horizon"]), fees.index(r["fee_bps"])
+        net = r["net_bps_per_trade"]
+        z[i, j] = np.nan if net is None else net
+        text[i][j] = f"{r['verdict']}<br>{r['n_trades'] or 0} trades"
+    bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    fig = go.Figure(go.Heatmap(
+        x=[f"{f:g}" for f in fees], y=horizons, z=z, text=text, texttemplate="%{text}",
+        colorscale="RdBu", zmid=0.0, zmin=-bound, zmax=bound,
+        colorbar={"title": {"text": "net bps / trade"}},
+        hovertemplate="fee %{x} bps, horizon %{y}: %{z:.2f} bps per trade<extra></extra>"))
+    fig.update_xaxes(type="category")  # fee levels as equal cells, not a numeric scale
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, height=140 + 60 * len(horizons),
+                   xaxis_title="fee per side (bps)", yaxis_title="horizon")
 
 
 # ------------------------------------------------------------------ Models page

@@ -496,3 +496,111 @@ def strategies(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def seconds_in(ns: int) -> float:
     return ns / NS_PER_UNIT["s"]
+
+
+def most_informative_backtest(root: str, ids: list[str]) -> str:
+    """The backtest to open on: the one whose model traded most (a backtest without trades
+    says nothing), the newest among equals."""
+    def trades(backtest_id: str) -> int:
+        stats = read_json(backtests_dir(Path(root)) / backtest_id / "stats.json") or {}
+        n = stats.get("n_trades")
+        return n if isinstance(n, int) else 0
+
+    return max(ids, key=lambda b: (trades(b), b))
+
+
+def money_sentence(stats: dict[str, Any], fee_bps: float | None, currency: str) -> str:
+    """One sentence: did the model make money after spread and fees, and can we tell?"""
+    n, net = stats.get("n_trades"), _float(stats.get("net_pnl"))
+    fee = "" if fee_bps is None else f" at {fee_bps:g} bps per side"
+    if not n or net is None:
+        return (f"The model made no trades{fee}: there is nothing to judge; see the fee "
+                "curve and the break-even fee.")
+    ci = stats.get("net_pnl_per_trade_ci95")
+    interval = ""
+    if isinstance(ci, list) and len(ci) == 2 and all(_float(v) is not None for v in ci):
+        lo, hi = float(ci[0]), float(ci[1])
+        where = ("entirely above zero" if lo > 0 else "entirely below zero" if hi < 0
+                 else "spanning zero, so the sample cannot tell")
+        interval = (f"; the 95% interval of net PnL per trade is [{lo:,.4g}, {hi:,.4g}] "
+                    f"{currency}, {where}")
+    verb = "made" if net > 0 else "lost"
+    return (f"After spread and fees{fee}, the model {verb} {abs(net):,.2f} {currency} over "
+            f"{n:,} round trips{interval}.")
+
+
+def quote_currency(symbol: str | None) -> str:
+    """The currency PnL is counted in: the symbol's quote (USDT in BTCUSDT, USD in
+    BTC-USD and XBT/USD), 'quote currency' when it cannot be told."""
+    if not symbol:
+        return "quote currency"
+    for sep in ("-", "/"):
+        if sep in symbol:
+            return symbol.rsplit(sep, 1)[1]
+    for quote in ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "BTC", "ETH"):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return quote
+    return "quote currency"
+
+
+# ------------------------------------------------------------------ the verdict
+
+VERDICT_COLUMNS = ("symbol", "strategy", "horizon", "fee_bps", "execution", "n_trades",
+                   "net_bps_per_trade", "ci95", "break_even_fee_bps", "verdict")
+
+
+def verdict_path(root: str) -> Path:
+    return Path(root) / "reports" / "verdict.json"
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def verdict_rows(root: str, stamp: Stamp) -> tuple[pl.DataFrame | None, str | None]:
+    """reports/verdict.json (`bookcast verdict`) as a frame, or None and why not."""
+    path = verdict_path(root)
+    if not path.is_file():
+        return None, None
+    try:
+        rows = json.loads(path.read_text()).get("rows")
+    except (OSError, ValueError, AttributeError) as exc:
+        return None, f"{path} cannot be read ({exc}); write it again with `bookcast verdict`."
+    if not isinstance(rows, list) or not rows:
+        return None, f"{path} holds no rows; write it again with `bookcast verdict`."
+    frame = pl.DataFrame([{k: r.get(k) for k in VERDICT_COLUMNS} for r in rows
+                          if isinstance(r, dict)], infer_schema_length=None)
+    order = {h: _horizon_ns(h) for h in frame["horizon"].unique().to_list()}
+    return (frame.with_columns(horizon_ns=pl.col("horizon").replace_strict(order, default=None,
+                                                                           return_dtype=pl.Int64))
+            .sort("symbol", "strategy", "execution", "horizon_ns", "fee_bps"), None)
+
+
+def _horizon_ns(text: Any) -> int | None:
+    from bookcast.errors import UserError
+    from bookcast.timeutil import parse_duration_ns
+
+    try:
+        return parse_duration_ns(str(text))
+    except UserError:
+        return None
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def missing_spans(root: str, stamp: Stamp) -> pl.DataFrame:
+    """Per market, the stretches of the grid with no row: `from_ns` and `to_ns` are the
+    rows either side, `missing` the grid points between them."""
+    files = _dataset_files(Path(root), "snapshots")
+    schema = {"venue": pl.Utf8, "symbol": pl.Utf8, "from_ns": pl.Int64, "to_ns": pl.Int64,
+              "missing": pl.Int64}
+    if not files:
+        return pl.DataFrame(schema=schema)
+    steps = (coverage(root, stamp).group_by("venue", "symbol")
+             .agg(step=pl.col("interval_ns").min()))
+    frame = _connect().sql(
+        "SELECT venue, symbol, epoch_ns(ts) AS ts_ns FROM "
+        f"read_parquet({_sql_list(files)}, hive_partitioning = true, union_by_name = true)"
+    ).pl().sort("venue", "symbol", "ts_ns")
+    return (frame.join(steps, on=["venue", "symbol"], how="inner")
+            .with_columns(from_ns=pl.col("ts_ns").shift(1).over("venue", "symbol"))
+            .filter(pl.col("step").is_not_null()
+                    & (pl.col("ts_ns") - pl.col("from_ns") > pl.col("step")))
+            .select("venue", "symbol", "from_ns", to_ns="ts_ns",
+                    missing=(pl.col("ts_ns") - pl.col("from_ns")) // pl.col("step") - 1))

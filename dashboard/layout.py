@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+from typing import Any
 
 import streamlit as st
 
@@ -62,3 +63,27 @@ def as_datetime(ns: int) -> dt.datetime:
 
 def as_ns(value: dt.datetime) -> int:
     return (value.replace(tzinfo=None) - EPOCH) // dt.timedelta(microseconds=1) * 1000
+
+
+# Column names as a reader wants them, units in brackets; columns not listed read with
+# spaces for underscores. Money is in the quote currency of the symbol.
+LABELS = {
+    "run_id": "run id", "fee_bps": "fee (bps)", "macro_f1": "macro-F1",
+    "best_baseline": "best baseline", "best_baseline_macro_f1": "best baseline macro-F1",
+    "n_trades": "trades", "net_pnl_bps": "net (bps)", "created_at": "created (UTC)",
+    "is_model": "the run's model", "ap_up": "AP up", "ap_down": "AP down",
+    "base_rate_up": "base rate up", "base_rate_down": "base rate down",
+    "n": "rows", "mean_bps": "mean return (bps)", "se_bps": "standard error (bps)",
+    "imbalance": "imbalance (bin centre)", "bin": "bin",
+    "entry_ts": "entry (UTC)", "exit_ts": "exit (UTC)", "entry_px": "entry price paid",
+    "exit_px": "exit price paid", "entry_mid": "entry mid", "exit_mid": "exit mid",
+    "fees": "fees (quote)", "net_pnl": "net PnL (quote)", "side": "side (+1 long, -1 short)",
+    "size": "size (base units)",
+}
+
+
+def show_table(frame: Any, key: str, labels: dict[str, str] | None = None) -> None:
+    """A dataframe with readable column names, as wide as the page (never clipped)."""
+    names = {**LABELS, **(labels or {})}
+    renamed = frame.rename({c: names.get(c, c.replace("_", " ")) for c in frame.columns})
+    st.dataframe(renamed, hide_index=True, width="stretch", key=key)

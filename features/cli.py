@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bookcast import terminal
+from bookcast.cli import DataDir
 from bookcast.errors import UserError
 from bookcast.terminal import Column
 from bookcast.timeutil import parse_duration_ns
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default "
-                                               "$BOOKCAST_DATA_DIR or ./data).")]
 DEFAULT_HORIZONS = "1s,5s,10s,30s,60s"
 
 

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from bookcast import terminal
-
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default $BOOKCAST_DATA_DIR or ./data).")]
+from bookcast.cli import DataDir
 
 
 def _config(model: str, horizon: str, loss: str, sampler: str, device: str, epochs: int,
@@ -108,9 +107,13 @@ def runs(
                                                          "the table.")] = False,
 ) -> None:
     """List runs with their key metrics side by side (whole run ids, as --run takes them)."""
+    from bookcast.errors import UserError
+    from bookcast.paths import data_root
     from bookcast.terminal import Column
     from models.runs import list_runs
 
+    if not data_root(data_dir).is_dir():
+        raise UserError(f"The data directory '{data_root(data_dir)}' does not exist.")
     rows = list_runs(data_dir)
     if as_json:
         terminal.print_json({"runs": rows})
@@ -163,8 +166,7 @@ def walkforward(
     window: Annotated[int, typer.Option(help="DeepLOB input window in snapshots.")] = 100,
 ) -> None:
     """Retrain on a rolling window and test on the next block; report each block and all."""
-    from rich.table import Table
-
+    from bookcast.terminal import Column
     from bookcast.timeutil import parse_duration_ns
     from models.pipeline import BASELINES
     from models.walkforward import walk_forward
@@ -174,17 +176,15 @@ def walkforward(
     run_dir, summary = walk_forward(
         data_dir, config, parse_duration_ns(train_window, what="train window"),
         parse_duration_ns(step, what="step"), progress=True)
-    table = Table(title=f"walk-forward {model} (test blocks)")
-    table.add_column("block test start")
-    for name in ("model", *BASELINES):
-        table.add_column(f"{name} F1 / net bps", justify="right")
-    for b in summary["blocks"]:
-        table.add_row(b["test_start"], *(f"{b[n]['macro_f1']:.3f} / {b[n]['net_pnl_bps']:.1f}"
-                                          for n in ("model", *BASELINES)))
+    names = ("model", *BASELINES)
+    columns = [Column("test block start (UTC)", align="left"),
+               *(Column(f"{name} macro-F1 / net", "bps") for name in names)]
+    rows = [(b["test_start"], *(f"{b[n]['macro_f1']:.3f} / {b[n]['net_pnl_bps']:.1f}"
+                                for n in names)) for b in summary["blocks"]]
     agg = summary["aggregate"]
-    table.add_row("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
-                                  for n in ("model", *BASELINES)))
-    terminal.console().print(table)
+    rows.append(("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
+                                 for n in names)))
+    terminal.print_table(columns, rows, title=f"walk-forward {model} (test blocks)")
     typer.echo(f"walk-forward written to {run_dir}")
 
 

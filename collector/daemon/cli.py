@@ -44,7 +44,8 @@ def collect(
     top_of_book_check: Annotated[bool, typer.Option(
         "--top-of-book-check", help="Also subscribe to the venue's top-of-book stream "
                                     "(Binance bookTicker) and count books that disagree.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event (INFO), "
+                                                                  "not only warnings.")] = False,
 ) -> None:
     """Collect live order books into the raw capture and the Parquet datasets."""
     from collector.daemon.config import bind_metrics_socket, check_data_dir
@@ -70,7 +71,7 @@ def build_config(config: Path | None, venue: str | None, symbols: list[str] | No
                  top_of_book_check: bool | None = None) -> Any:
     """Flags over the TOML file over the defaults; every value checked."""
     from bookcast.paths import data_root
-    from bookcast.timeutil import parse_duration_ns
+    from bookcast.timeutil import format_duration_ns, parse_duration_ns
     from collector.cli import parse_depth
     from collector.daemon.config import (
         DEFAULT_METRICS_PORT,
@@ -100,7 +101,8 @@ def build_config(config: Path | None, venue: str | None, symbols: list[str] | No
 
     interval_ns = parse_duration_ns(pick(interval, "interval", "1s"), what="interval")
     if interval_ns < 10_000_000:
-        raise UserError(f"The interval {interval_ns} ns is below the 10ms minimum.")
+        raise UserError(f"The interval {format_duration_ns(interval_ns)} is below the 10ms "
+                        f"minimum of the snapshot grid.")
     depth_value = pick(depth, "depth", "100")
     levels = parse_depth(str(depth_value))
     port = int(pick(metrics_port, "metrics_port", DEFAULT_METRICS_PORT))

@@ -31,7 +31,8 @@ def serve(
                                                   "stalls.")] = 500,
     throttle_rest: Annotated[int, typer.Option(help="Answer the first N REST requests with "
                                                     "429 and Retry-After.")] = 0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every event (INFO), "
+                                                                  "not only warnings.")] = False,
 ) -> None:
     """Serve captures on loopback in each venue's own protocol, with optional faults."""
     import json

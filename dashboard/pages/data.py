@@ -14,7 +14,8 @@ root = layout.root()
 st.caption("Coverage per venue, symbol and UTC day of the snapshots dataset: rows, "
            "resynchronisations (`gap` rows), grid points with no row, time range, trades.")
 
-cover = data.coverage(root, data.files_stamp(Path(root) / "snapshots"))
+stamp = data.files_stamp(Path(root) / "snapshots")
+cover = data.coverage(root, stamp)
 if cover.is_empty():
     layout.show_next_step(
         "snapshots",
@@ -25,12 +26,19 @@ else:
     totals[0].metric("markets", cover.select("venue", "symbol").n_unique())
     totals[1].metric("days", cover.height)
     totals[2].metric("snapshot rows", f"{int(cover['rows'].sum()):,}")
-    totals[3].metric("gap rows", f"{int(cover['gap_rows'].sum()):,}")
-    st.plotly_chart(charts.coverage_figure(cover), key="coverage_chart")
+    totals[3].metric("grid points without a row",
+                     f"{int(cover['missing_grid_points'].fill_null(0).sum()):,}")
+    st.plotly_chart(charts.coverage_figure(cover, data.missing_spans(root, stamp)),
+                    key="coverage_chart")
     st.dataframe(
-        cover.select("venue", "symbol", "date", "rows", "gap_rows", "missing_grid_points",
-                     "first_ts", "last_ts", "interval", "depth", "trades"),
-        hide_index=True, key="coverage_table",
+        cover.select("venue", "symbol", pl.col("date").alias("date (UTC)"), "rows",
+                     pl.col("gap_rows").alias("resync rows (gap)"),
+                     pl.col("missing_grid_points").alias("grid points without a row"),
+                     pl.col("first_ts").dt.strftime("%Y-%m-%d %H:%M:%S").alias("first row (UTC)"),
+                     pl.col("last_ts").dt.strftime("%Y-%m-%d %H:%M:%S").alias("last row (UTC)"),
+                     pl.col("interval").alias("grid interval"),
+                     pl.col("depth").alias("depth (levels)"), "trades"),
+        hide_index=True, width="stretch", key="coverage_table",
     )
 
 st.header("Collector health")

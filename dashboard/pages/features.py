@@ -46,7 +46,7 @@ else:
         st.plotly_chart(charts.imbalance_response_figure(bins, imbalance),
                         key="imbalance_chart")
         with st.expander("Bins as a table"):
-            st.dataframe(bins, hide_index=True, key="imbalance_table")
+            layout.show_table(bins, "imbalance_table")
 
 st.header("Opportunities")
 st.caption("Share of snapshot rows where buying at the ask and selling at the bid h later "
@@ -60,11 +60,23 @@ elif "fee_bps" not in report.columns or "horizon" not in report.columns:
                "`bookcast opportunities`.")
 else:
     fees = sorted(report["fee_bps"].unique().to_list())
-    default = min(fees, key=lambda f: abs(f - 10.0))
-    fee = st.select_slider("Fee per side (bps)", options=fees, value=default,
-                           key="opportunity_fee")
+    fee = st.select_slider("Fee per side (bps)", options=fees, value=charts.useful_fee(report),
+                           key="opportunity_fee",
+                           help="Opens on the highest fee at which some horizon still pays "
+                                "on at least 5% of rows: where the answer turns.")
     at_fee = report.filter(pl.col("fee_bps") == fee)
     if "horizon_ns" in at_fee.columns:
         at_fee = at_fee.sort("venue", "symbol", "horizon_ns")
     st.plotly_chart(charts.opportunity_figure(at_fee, fee), key="opportunity_chart")
-    st.dataframe(at_fee, hide_index=True, key="opportunity_table")
+    pct = {c: (pl.col(c) * 100).round(2) for c in ("share_long", "share_short", "share_either")
+           if c in at_fee.columns}
+    readable = {"venue": "venue", "symbol": "symbol", "horizon": "horizon",
+                "fee_bps": "fee per side (bps)", "rows": "rows",
+                "share_long": "long pays (% of rows)", "share_short": "short pays (% of rows)",
+                "share_either": "either pays (% of rows)",
+                "mean_abs_move_bps": "mean |move| (bps)", "mean_spread_bps": "mean spread (bps)",
+                "round_trip_cost_bps": "round-trip cost (bps)",
+                "move_over_cost": "mean |move| / cost"}
+    st.dataframe(at_fee.with_columns(**pct).select([pl.col(c).alias(readable[c])
+                                                    for c in readable if c in at_fee.columns]),
+                 hide_index=True, width="stretch", key="opportunity_table")

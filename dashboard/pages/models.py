@@ -19,7 +19,7 @@ if summaries.is_empty():
     st.stop()
 
 st.subheader("Runs")
-st.dataframe(summaries, hide_index=True, key="runs_table")
+layout.show_table(summaries, "runs_table")
 
 ids = summaries["run_id"].to_list()
 compared = st.multiselect("Compare runs", ids, default=ids[:3], key="models_compare")
@@ -28,10 +28,10 @@ if compared:
     table = data.metrics_table({r: f.metrics for r, f in loaded.items()})
     if not table.is_empty():
         st.plotly_chart(charts.macro_f1_figure(table), key="macro_f1_chart")
-        st.dataframe(table, hide_index=True, key="metrics_table")
+        layout.show_table(table, "metrics_table")
         st.caption("macro-F1 and per-class figures score the trading rule (trade only where "
-                   "the expected edge pays the round trip). `ap_up`/`ap_down` score the "
-                   "probabilities alone: average precision above `base_rate_*` means the "
+                   "the expected edge pays the round trip). AP up / AP down score the "
+                   "probabilities alone: average precision above the base rate means the "
                    "estimator ranks moves better than chance, even when its rule never trades.")
 
 st.subheader("One run")

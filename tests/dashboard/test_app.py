@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -58,11 +59,12 @@ def rerun(at: AppTest) -> AppTest:
 def test_data_page_shows_coverage_per_market_and_day(pipeline_root, data_root_env):
     data_root_env(pipeline_root)
     at = open_page(None)
-    table = dataframe(at, "missing_grid_points")
+    table = dataframe(at, "grid points without a row")
     markets = set(zip(table["venue"], table["symbol"], strict=True))
     assert markets == {("binance-spot", "BTCUSDT"), ("binance-spot", "ETHUSDT")}
     # The captures cross midnight: two UTC days per symbol.
-    assert sorted(table["date"].unique()) == ["2024-08-08", "2024-08-09"]
+    assert sorted(table["date (UTC)"].unique()) == ["2024-08-08", "2024-08-09"]
+    assert not [c for c in table.columns if "_" in c]  # readable names, not raw ones
     assert (table["rows"] > 0).all() and (table["trades"] > 0).all()
     assert "coverage_chart" in charts(at)
     assert any("No collector running" in w.value for w in at.warning)
@@ -104,13 +106,21 @@ def test_features_page_bins_imbalance_per_horizon_and_filters_fee(pipeline_root,
     assert trace_names(figure) == ["h = 1s", "h = 5s", "h = 10s"]
     assert all(trace["error_y"]["visible"] for trace in figure["data"])
     # The default fee level is the one nearest a typical 10 bps taker fee.
-    before = dataframe(at, "share_long")
-    assert set(before["fee_bps"]) == {5.0}
+    # The default fee is the highest at which some horizon still pays on 5% of rows.
+    before = dataframe(at, "long pays (% of rows)")
+    report = pl.read_parquet(pipeline_root / "reports" / "opportunities.parquet")
+    paying = report.filter(pl.max_horizontal("share_long", "share_short") >= 0.05)
+    assert set(before["fee per side (bps)"]) == {paying["fee_bps"].max()}
+    assert before["long pays (% of rows)"].max() > 0
+    axis = charts(at)["opportunity_chart"]["layout"]["yaxis"]
+    assert axis["range"] == [0, 1] and axis["tickformat"] == ".0%"
     at.select_slider(key="opportunity_fee").set_value(0.0)
     rerun(at)
-    free = dataframe(at, "share_long")
-    assert set(free["fee_bps"]) == {0.0}
-    assert (free["share_either"].to_numpy() >= before["share_either"].to_numpy()).all()
+    free = dataframe(at, "long pays (% of rows)")
+    assert set(free["fee per side (bps)"]) == {0.0}
+    assert (free["either pays (% of rows)"].to_numpy()
+            >= before["either pays (% of rows)"].to_numpy()).all()
+    assert free["either pays (% of rows)"].max() <= 100.0
     at.multiselect(key="features_h").set_value(["10s"])
     assert trace_names(charts(rerun(at))["imbalance_chart"]) == ["h = 10s"]
 
@@ -122,6 +132,7 @@ def test_models_page_sets_the_run_beside_its_baselines(pipeline_root, data_root_
     assert {"macro_f1_chart", "confusion_chart", "calibration_chart", "pr_up_chart",
             "pr_down_chart"} <= set(shown)
     estimators = set(dataframe(at, "estimator")["estimator"])
+    assert "run id" in dataframe(at, "estimator").columns
     assert {"logistic", "always_flat", "imbalance_rule", "logistic_imbalance"} <= estimators
     pr_names = " ".join(trace_names(shown["pr_up_chart"]))
     assert "model (AP" in pr_names and "imbalance_rule (AP" in pr_names
@@ -146,14 +157,15 @@ def test_backtest_page_shows_costs_curves_and_fee_what_if(pipeline_root, data_ro
     strategies = dataframe(at, "strategy")
     assert list(strategies["strategy"]) == ["model", "random", "imbalance_l1", "oracle"]
     # At the fee the backtest charged, the what-if equals the stored net PnL.
-    assert strategies["net at 1 bps"].to_list() == pytest.approx(
-        strategies["net (charged)"].to_list(), rel=1e-9, abs=1e-9)
+    assert strategies["net at 1 bps (USDT)"].to_list() == pytest.approx(
+        strategies["net charged (USDT)"].to_list(), rel=1e-9, abs=1e-9)
     fees_bar = values(shown["cost_chart"]["data"][0]["y"])[2]
     at.slider(key="backtest_fee").set_value(10.0)
     rerun(at)
     after = values(charts(at)["cost_chart"]["data"][0]["y"])
     assert after[2] == pytest.approx(10 * fees_bar)  # fees scale with the fee per side
-    assert dataframe(at, "strategy")["net at 10 bps"][0] < strategies["net at 1 bps"][0]
+    assert (dataframe(at, "strategy")["net at 10 bps (USDT)"][0]
+            < strategies["net at 1 bps (USDT)"][0])
 
 
 def test_empty_data_root_says_what_to_run_on_every_page(tmp_path, data_root_env):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
+
+from tests.dashboard.test_answers import write_verdict
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -19,7 +23,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 # url path -> how many plotly charts the page must draw on the pipeline's data root
-PAGES = {"": 1, "book": 1, "features": 2, "models": 5, "backtest": 6}
+PAGES = {"": 1, "book": 1, "features": 2, "models": 5, "backtest": 7}
+CHROMIUM_MISSING = ("Chromium is not installed, so the dashboard's browser test cannot run: "
+                    "apt-get install chromium chromium-driver (or run `make test`, which "
+                    "installs it where it can).")
 
 
 def free_port() -> int:
@@ -28,7 +35,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -42,32 +49,77 @@ def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) 
     raise AssertionError(f"the dashboard did not answer at {url} within {timeout_s} s")
 
 
-@pytest.fixture
-def server(pipeline_root: Path):
+def start_dashboard(root: Path) -> tuple[str, subprocess.Popen]:
     port = free_port()
     env = {**os.environ, "BOOKCAST_METRICS_URL": "http://127.0.0.1:9/metrics"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bookcast", "dashboard", "--data-dir", str(pipeline_root),
+        [sys.executable, "-m", "bookcast", "dashboard", "--data-dir", str(root),
          "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, proc)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return url, proc
+
+
+def stop_and_check_nothing_is_left(proc: subprocess.Popen, sig: signal.Signals) -> int:
+    """Stop `bookcast dashboard` with `sig`; fail if any process it started survives."""
+    family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError(f"bookcast dashboard ignored {sig.name} for 30 s") from None
+    alive = [p for p in psutil.wait_procs([psutil.Process(pid) for pid in family
+                                           if psutil.pid_exists(pid)], timeout=15)[1]
+             if p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        p.kill()
+    assert not alive, f"{sig.name} left the dashboard's processes running: {alive}"
+    return code
+
+
+@pytest.fixture
+def server(pipeline_root: Path, tmp_path: Path):
+    root = tmp_path / "data"
+    shutil.copytree(pipeline_root, root)
+    write_verdict(root)  # the screenshots show the fee x horizon answer
+    url, proc = start_dashboard(root)
+    try:
         yield url, proc
     finally:
-        proc.terminate()  # the command forwards the stop to its streamlit child
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        if proc.poll() is None:
+            stop_and_check_nothing_is_left(proc, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_dashboard_stops_the_whole_app_on_a_signal(pipeline_root, sig):
+    url, proc = start_dashboard(pipeline_root)
+    assert psutil.Process(proc.pid).children(recursive=True)  # the streamlit server
+    assert stop_and_check_nothing_is_left(proc, sig) == 0
+    assert not http_answers(f"{url}/_stcore/health")
+
+
+def http_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.mark.browser
+@pytest.mark.timeout(1200)  # a minute or two on 2 cores; far longer when they are busy
 def test_every_page_renders_its_charts_in_chromium(server):
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(CHROMIUM_MISSING)  # `make test` installs it or says it could not
     from playwright.sync_api import sync_playwright
 
     url, proc = server
