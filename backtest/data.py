@@ -85,10 +85,18 @@ def _first_level(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def load_run(root: Path, run_id: str) -> Run:
     """Read runs/<run_id>/run.json and predictions.parquet, checking the contract."""
     run_dir = runs_dir(root) / run_id
-    if not run_id or not run_dir.is_dir():
-        known = sorted(p.name for p in runs_dir(root).glob("*") if p.is_dir())[:10]
+    if not run_id or "/" in run_id or not run_dir.is_dir():
+        known = sorted(p.name for p in runs_dir(root).glob("*") if p.is_dir()
+                       and not p.name.startswith("."))[-10:]
         hint = f" known runs: {', '.join(known)}" if known else " there are no runs yet"
         raise UserError(f"Unknown run '{run_id}' under {runs_dir(root)};{hint}.")
+    return load_run_dir(run_dir)
+
+
+def load_run_dir(run_dir: Path) -> Run:
+    """A run directory's run.json and predictions.parquet, checking the contract; the run
+    id is the directory's name wherever it lies."""
+    run_id = run_dir.name
     info_path = run_dir / "run.json"
     pred_path = run_dir / "predictions.parquet"
     for path in (info_path, pred_path):
@@ -110,7 +118,8 @@ def load_run(root: Path, run_id: str) -> Run:
         raise UserError(f"The predictions file {pred_path} lacks columns {', '.join(missing)}.")
     if frame.height == 0:
         raise UserError(f"The predictions file {pred_path} is empty.")
-    frame = frame.select(PREDICTION_COLUMNS)
+    # The run's own decision (its trading policy at its fee) travels with the probabilities.
+    frame = frame.select(*PREDICTION_COLUMNS, *(["signal"] if "signal" in frame.columns else []))
     for column, expected in (("venue", info["venue"]), ("symbol", info["symbol"])):
         values = frame[column].unique().to_list()
         if values != [expected]:

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from backtest import signals, stats
 from backtest.data import Book, Run, load_book, load_run
 from backtest.fills import FILL_STATUS_NAMES, FILLED, fill_round_trips
 from bookcast.errors import UserError
-from bookcast.paths import backtests_dir
+from bookcast.paths import backtests_dir, runs_dir
 from bookcast.schema import EQUITY_COLUMNS, ROUND_TRIP_COLUMNS, file_metadata
 from bookcast.timeutil import format_duration_ns
 
@@ -50,7 +51,6 @@ class BacktestConfig:
     curves: bool = True
     fee_levels_bps: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 7.5, 10.0, 20.0, 50.0)
     latency_snapshots: tuple[int, ...] = (0, 1, 2, 5, 10)
-    bootstrap_resamples: int = 2000
     # DESIGN.md fills at least one snapshot after the signal; studies of look-ahead and the
     # frictionless identity lift that floor, nothing else should.
     allow_latency_below_snapshot: bool = False
@@ -88,7 +88,9 @@ class BacktestResult:
 
 
 @dataclass
-class _Fills:
+class Fills:
+    """Decisions priced against the book (`fill_round_trips`), per decision."""
+
     decisions: signals.Decisions
     status: np.ndarray
     entry_row: np.ndarray
@@ -105,19 +107,77 @@ class _Fills:
         return self.status == FILLED
 
 
-def _fill(book: Book, decisions: signals.Decisions, config: BacktestConfig,
-          latency_ns: int) -> _Fills:
+def price_decisions(book: Book, decisions: signals.Decisions, config: BacktestConfig,
+                    latency_ns: int) -> Fills:
+    """Where each decision fills under config's execution, sizing and latency; the fee
+    rates ride along but fills never depend on them."""
     taker = config.fee_bps * 1e-4
     maker = (config.fee_bps if config.maker_fee_bps is None else config.maker_fee_bps) * 1e-4
     out = fill_round_trips(book.ts, book.gap, book.mid, book.bid_px, book.bid_sz, book.bid_off,
                            book.ask_px, book.ask_sz, book.ask_off, decisions.entry_ts,
                            decisions.exit_ts, decisions.side, np.int64(latency_ns),
                            float(config.notional), float(config.size or 0.0), config.maker)
-    return _Fills(decisions, *out, entry_fee_rate=maker if config.maker else taker,
+    return Fills(decisions, *out, entry_fee_rate=maker if config.maker else taker,
                   exit_fee_rate=taker)
 
 
-def _net_pnl(fills: _Fills) -> float:
+def _maker_fee(config: BacktestConfig) -> float:
+    return config.fee_bps if config.maker_fee_bps is None else config.maker_fee_bps
+
+
+def _subset(decisions: signals.Decisions, keep: np.ndarray) -> signals.Decisions:
+    keep = np.sort(keep)
+    return signals.Decisions(decisions.entry_ts[keep], decisions.exit_ts[keep],
+                             decisions.side[keep])
+
+
+def matched_random(book: Book, ts: np.ndarray, n_long: int, n_short: int, hold_ns: int,
+                    rng: np.random.Generator, config: BacktestConfig,
+                    latency_ns: int) -> Fills:
+    """Random entries that *fill* as often as the model's did, with its side mix.
+
+    Passive entries fill only sometimes, so matching decisions would not match trades:
+    candidates are drawn at random times with the model's side mix (more of them each
+    round), priced, and a random subset of the filled ones kept, n_long longs and n_short
+    shorts. Fewer only if the span cannot hold that many.
+    """
+    target = n_long + n_short
+    empty = signals.schedule(ts[:0], np.zeros(0, np.int8), hold_ns)
+    if target == 0:
+        return price_decisions(book, empty, config, latency_ns)
+    for scale in (1, 2, 4, 8, 16):
+        sides = np.repeat(np.array([1, -1], np.int8), [n_long * scale, n_short * scale])
+        pool = signals.random_decisions(ts, target * scale, hold_ns, rng, sides)
+        priced = price_decisions(book, pool, config, latency_ns)
+        longs = np.flatnonzero(priced.ok & (pool.side > 0))
+        shorts = np.flatnonzero(priced.ok & (pool.side < 0))
+        if (len(longs) >= n_long and len(shorts) >= n_short) or len(pool) < target * scale:
+            break
+    keep = np.concatenate([rng.permutation(longs)[:n_long], rng.permutation(shorts)[:n_short]])
+    return price_decisions(book, _subset(pool, keep), config, latency_ns)
+
+
+def matched_imbalance(book: Book, ts: np.ndarray, imbalance: np.ndarray, n_trades: int,
+                       hold_ns: int, config: BacktestConfig, latency_ns: int) -> Fills:
+    """The L1 imbalance rule thresholded to give the model's number of *filled* trades: the
+    strongest non-overlapping imbalances, taken further down the ranking until that many
+    have filled."""
+    empty = signals.schedule(ts[:0], np.zeros(0, np.int8), hold_ns)
+    if n_trades == 0:
+        return price_decisions(book, empty, config, latency_ns)
+    strength = np.nan_to_num(np.abs(imbalance), nan=-1.0)
+    for scale in (1, 2, 4, 8, 16):
+        pool = signals.imbalance_decisions(ts, imbalance, n_trades * scale, hold_ns)
+        priced = price_decisions(book, pool, config, latency_ns)
+        if priced.ok.sum() >= n_trades or len(pool) < n_trades * scale:
+            break
+    rows = np.searchsorted(ts, pool.entry_ts)
+    filled = np.flatnonzero(priced.ok)
+    keep = filled[np.argsort(-strength[rows[filled]], kind="stable")[:n_trades]]
+    return price_decisions(book, _subset(pool, keep), config, latency_ns)
+
+
+def _net_pnl(fills: Fills) -> float:
     ok = fills.ok
     side = fills.decisions.side[ok].astype(np.float64)
     q = fills.qty[ok]
@@ -156,7 +216,7 @@ def _check_coverage(pred_ts: np.ndarray, book: Book) -> None:
         )
 
 
-def _portfolio(book: Book, strategies: dict[str, _Fills], w0: int, w1: int,
+def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
                capital: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Run every strategy through one vectorbt from_orders call, one column each.
 
@@ -231,9 +291,8 @@ def value_from_orders(orders: np.ndarray, close: np.ndarray, init_cash: np.ndarr
             + np.cumsum(units, axis=0) * close[:, None])
 
 
-def _strategy_result(name: str, book: Book, fills: _Fills, equity: tuple, w0: int,
-                     capital: float, config: BacktestConfig,
-                     rng: np.random.Generator) -> StrategyResult:
+def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int,
+                     capital: float) -> StrategyResult:
     net_equity, gross_equity, records = equity
     ok = fills.ok
     side = fills.decisions.side[ok].astype(np.int8)
@@ -253,8 +312,8 @@ def _strategy_result(name: str, book: Book, fills: _Fills, equity: tuple, w0: in
     entry_mid = book.mid[entry_row]
     exit_mid = book.mid[exit_row]
     figures = stats.summarize(side.astype(np.float64), qty, entry_px, exit_px, entry_mid,
-                              exit_mid, fee_paid, net_equity, capital, book.interval_ns, rng,
-                              config.bootstrap_resamples)
+                              exit_mid, fee_paid, net_equity, capital, book.interval_ns,
+                              book.ts[entry_row], book.ts[exit_row])
     np.testing.assert_allclose(figures["net_pnl"], float(records["pnl"].sum()),
                                rtol=1e-9, atol=1e-6)
     skipped = {FILL_STATUS_NAMES[s]: int((fills.status == s).sum())
@@ -306,18 +365,26 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
     sides = signals.prediction_sides(arrays["p_down"], arrays["p_flat"], arrays["p_up"],
                                      config.threshold, arrays.get("signal"))
     decisions = {"model": signals.schedule(pred_ts, sides, config.hold_ns)}
+    fills = {"model": price_decisions(book, decisions["model"], config, latency_ns)}
     if config.baselines:
-        n = len(decisions["model"])
+        model = fills["model"]
+        traded = model.decisions.side[model.ok]
+        n_long, n_short = int((traded > 0).sum()), int((traded < 0).sum())
         rows = np.clip(book.signal_rows(pred_ts), 0, None)
         bid_sz, ask_sz = book.touch_sizes()
-        imbalance = (bid_sz[rows] - ask_sz[rows]) / (bid_sz[rows] + ask_sz[rows])
-        decisions["random"] = signals.random_decisions(pred_ts, n, baseline_hold, rng)
-        decisions["imbalance_l1"] = signals.imbalance_decisions(pred_ts, imbalance, n,
-                                                                baseline_hold)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            imbalance = (bid_sz[rows] - ask_sz[rows]) / (bid_sz[rows] + ask_sz[rows])
+        fills["random"] = matched_random(book, pred_ts, n_long, n_short, baseline_hold, rng,
+                                          config, latency_ns)
+        fills["imbalance_l1"] = matched_imbalance(book, pred_ts, imbalance, n_long + n_short,
+                                                   baseline_hold, config, latency_ns)
         oracle = signals.oracle_sides(book, pred_ts, config.horizon_ns, latency_ns,
-                                      config.fee_bps)
-        decisions["oracle"] = signals.oracle_decisions(pred_ts, oracle, config.horizon_ns)
-    fills = {name: _fill(book, d, config, latency_ns) for name, d in decisions.items()}
+                                      config.fee_bps, _maker_fee(config) if config.maker
+                                      else None)
+        fills["oracle"] = price_decisions(book, signals.oracle_decisions(pred_ts, oracle,
+                                                               config.horizon_ns),
+                                config, latency_ns)
+    decisions = {name: f.decisions for name, f in fills.items()}
 
     w0 = int(max(book.signal_rows(pred_ts[:1])[0], 0))
     last_exit = max((int(f.exit_row[f.ok].max()) for f in fills.values() if f.ok.any()),
@@ -326,7 +393,7 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
     capital = float(config.notional if config.size is None
                     else config.size * np.nanmean(book.mid[w0:w1 + 1]))
     equities = _portfolio(book, fills, w0, w1, capital)
-    results = {name: _strategy_result(name, book, f, equities[name], w0, capital, config, rng)
+    results = {name: _strategy_result(name, book, f, equities[name], w0, capital)
                for name, f in fills.items()}
 
     model = results.pop("model")
@@ -338,7 +405,7 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
         latencies = sorted({k * book.interval_ns for k in config.latency_snapshots} | {latency_ns})
         curve = []
         for lat in latencies:
-            f = _fill(book, decisions["model"], config, lat)
+            f = price_decisions(book, decisions["model"], config, lat)
             curve.append({"latency_ns": int(lat), "latency": format_duration_ns(int(lat)),
                           "n_trades": int(f.ok.sum()), "net_pnl": _net_pnl(f)})
         figures["latency_curve"] = curve
@@ -364,20 +431,65 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
     return BacktestResult(config_doc, model.trades, model.equity, figures, results)
 
 
-def backtest_run(root: Path, run: Run | str, config: BacktestConfig) -> BacktestResult:
-    """Backtest a run (or runs/<run_id>/) against the matching snapshots under root."""
+def backtest_run(root: Path, run: Run | str, config: BacktestConfig,
+                 run_dir: Path | None = None) -> BacktestResult:
+    """Backtest a run (or runs/<run_id>/) against the matching snapshots under root.
+
+    Under `threshold=None` the decision is the run's trading policy: its stored signal at
+    the run's own fee, execution and latency, else re-derived at the charged fee and
+    execution (`backtest.decide`), never the run's decision priced at a fee it was not
+    made for.
+    """
     config.validate()
     if isinstance(run, str):
         run = load_run(root, run)
+    run_dir = run_dir or (runs_dir(root) / run.run_id)
     ts = run.predictions["ts"].to_numpy()
     reach = (config.hold_ns or run.horizon_ns) + (config.latency_ns or 0)
     book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach)
-    result = run_backtest(run.predictions, book, config)
+    predictions, decision = _decided_predictions(run, run_dir, root, config, book)
+    result = run_backtest(predictions, book, config)
     result.config.update({"run_id": run.run_id, "model": run.info.get("model"),
                           "run_horizon": run.info.get("horizon"),
                           "run_fee_bps": run.info.get("fee_bps"),
-                          "feature_set": run.info.get("feature_set")})
+                          "feature_set": run.info.get("feature_set"),
+                          "decision": decision})
     return result
+
+
+def _decided_predictions(run: Run, run_dir: Path, root: Path, config: BacktestConfig,
+                         book: Book) -> tuple[pl.DataFrame, str]:
+    """The predictions with the `signal` this backtest must trade, and how it was made."""
+    if config.threshold is not None:
+        return run.predictions.drop("signal", strict=False), (
+            f"p >= {config.threshold:g} on the more likely side: a fixed threshold without "
+            "the trading policy's cost gate")
+    run_fee = run.info.get("fee_bps")
+    latency = book.interval_ns if config.latency_ns is None else int(config.latency_ns)
+    run_latency = int(run.info.get("latency_ns") or book.interval_ns)
+    entry_fee = _maker_fee(config) if config.maker else config.fee_bps
+    native = (not config.maker and run_fee is not None and float(run_fee) == config.fee_bps
+              and latency == run_latency and "signal" in run.predictions.columns)
+    if native:
+        return run.predictions, (f"the run's trading policy at its own fee ({config.fee_bps:g} "
+                                 "bps per side)")
+    if "signal" not in run.predictions.columns:
+        return run.predictions, ("the model's most likely class: the predictions carry no "
+                                 "trading policy's decision to re-derive")
+    from backtest.decide import load_context
+
+    context = load_context(run_dir, root)
+    execution = "maker" if config.maker else "taker"
+    ts, signal = context.decide("model", config.fee_bps, execution, entry_fee_bps=entry_fee,
+                                latency_ns=latency)
+    frame = run.predictions.drop("signal", strict=False).join(
+        pl.DataFrame({"ts": ts, "signal": signal}), on="ts", how="left")
+    fees = (f"{entry_fee:g} bps in, {config.fee_bps:g} bps out" if config.maker
+            else f"{config.fee_bps:g} bps per side")
+    return frame.with_columns(pl.col("signal").fill_null(0)), (
+        f"re-derived at {fees}, {execution}, latency {format_duration_ns(latency)}: the run's "
+        f"expected moves (trained on labels at {run_fee:g} bps) priced at this fee, its "
+        "margin tuned again on the run's validation split")
 
 
 def _write_parquet(frame: pl.DataFrame, path: Path, venue: str, symbol: str) -> None:
@@ -390,18 +502,23 @@ def write_backtest(result: BacktestResult, root: Path) -> Path:
     config_text = json.dumps(result.config, sort_keys=True, default=str)
     digest = hashlib.sha256(config_text.encode()).hexdigest()[:8]
     stamp = dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = result.config.get("run_id") or "adhoc"
+    # The id is a name, never a path: a run given as a directory contributes its name only.
+    run_id = Path(str(result.config.get("run_id") or "adhoc")).name
     backtest_id = f"{run_id}-{stamp}-{digest}"
     final = backtests_dir(root) / backtest_id
     if final.exists():
         raise UserError(f"The backtest {final} already exists; backtests are immutable.")
     tmp = final.parent / f".{backtest_id}.tmp-{os.getpid()}"
     tmp.mkdir(parents=True)
-    venue, symbol = result.config["venue"], result.config["symbol"]
-    (tmp / "config.json").write_text(json.dumps({"backtest_id": backtest_id, **result.config},
-                                                indent=2, default=str))
-    _write_parquet(result.trades, tmp / "trades.parquet", venue, symbol)
-    _write_parquet(result.equity, tmp / "equity.parquet", venue, symbol)
-    (tmp / "stats.json").write_text(json.dumps(result.stats, indent=2))
-    tmp.rename(final)
+    try:
+        venue, symbol = result.config["venue"], result.config["symbol"]
+        (tmp / "config.json").write_text(json.dumps({"backtest_id": backtest_id,
+                                                     **result.config}, indent=2, default=str))
+        _write_parquet(result.trades, tmp / "trades.parquet", venue, symbol)
+        _write_parquet(result.equity, tmp / "equity.parquet", venue, symbol)
+        (tmp / "stats.json").write_text(json.dumps(result.stats, indent=2))
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return final

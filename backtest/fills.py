@@ -154,3 +154,42 @@ def fill_round_trips(ts: np.ndarray, gap: np.ndarray, mid: np.ndarray,
         exit_beyond[i] = 1 if x_short > 0.0 else 0
         last_exit = x_row
     return status, entry_row, exit_row, qty, entry_px, exit_px, exit_beyond
+
+
+@njit(cache=True)
+def _passive_legs(bid: np.ndarray, ask: np.ndarray, entry: np.ndarray, exit_: np.ndarray):
+    n = entry.shape[0]
+    long_gross = np.full(n, np.nan)
+    short_gross = np.full(n, np.nan)
+    long_filled = np.zeros(n, np.bool_)
+    short_filled = np.zeros(n, np.bool_)
+    for i in range(n):
+        e, x = entry[i], exit_[i]
+        if x < 0:
+            continue
+        buy_at, sell_at = bid[e], ask[e]
+        for r in range(e + 1, x):
+            if not long_filled[i] and ask[r] < buy_at:
+                long_filled[i] = True
+            if not short_filled[i] and bid[r] > sell_at:
+                short_filled[i] = True
+        if long_filled[i]:
+            long_gross[i] = bid[x] / buy_at - 1.0
+        if short_filled[i]:
+            short_gross[i] = 1.0 - ask[x] / sell_at
+    return long_gross, short_gross, long_filled, short_filled
+
+
+def passive_round_trips(bid: np.ndarray, ask: np.ndarray, entry: np.ndarray,
+                        exit_rows: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's round trip with a passive entry, alone, at the touch (the `--maker` rule
+    of `fill_round_trips` without sizes or overlap): a buy rests at bid[e] from the entry
+    row and fills when a later row's best ask is strictly below it, before the exit row;
+    the exit is a taker order at the exit row's touch. `exit_rows` come from the round
+    trip (`features.labels.round_trips`, -1 where there is none). Returns the long and
+    short gross returns (NaN where the order did not fill) and whether each filled."""
+    return _passive_legs(np.ascontiguousarray(bid, np.float64),
+                         np.ascontiguousarray(ask, np.float64),
+                         np.ascontiguousarray(entry, np.int64),
+                         np.ascontiguousarray(exit_rows, np.int64))

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from backtest.fills import passive_round_trips
 from bookcast.errors import UserError
+from features.labels import fee_aware_side, round_trips
 
 if TYPE_CHECKING:
     from backtest.data import Book
@@ -168,9 +170,10 @@ def _fixed_hold_decisions(ts: np.ndarray, rows: np.ndarray, sides: np.ndarray,
 
 
 def random_decisions(ts: np.ndarray, n_trades: int, hold_ns: int,
-                     rng: np.random.Generator) -> Decisions:
-    """`n_trades` non-overlapping round trips at uniformly random times, random sides.
+                     rng: np.random.Generator, sides: np.ndarray | None = None) -> Decisions:
+    """`n_trades` non-overlapping round trips at uniformly random times.
 
+    Sides are random, or `sides` (a multiset of +1/-1, one per trade) in random order.
     Fewer only when n_trades intervals of hold_ns cannot fit in the predictions' span.
     """
     ts = np.ascontiguousarray(ts, np.int64)
@@ -186,8 +189,11 @@ def random_decisions(ts: np.ndarray, n_trades: int, hold_ns: int,
     placed = offsets.astype(np.int64) + np.arange(n_fit, dtype=np.int64) * k
     order = np.concatenate([placed, rng.permutation(ts.shape[0]).astype(np.int64)])
     rows = _pick_non_overlapping(order, ts, np.int64(hold_ns), n_trades, ts[-1] - hold_ns)
-    sides = rng.choice(np.array([-1, 1], np.int8), size=rows.shape[0])
-    return _fixed_hold_decisions(ts, rows, sides, hold_ns)
+    if sides is None:
+        chosen = rng.choice(np.array([-1, 1], np.int8), size=rows.shape[0])
+    else:
+        chosen = rng.permutation(np.asarray(sides, np.int8))[:rows.shape[0]]
+    return _fixed_hold_decisions(ts, rows, chosen, hold_ns)
 
 
 def imbalance_decisions(ts: np.ndarray, imbalance: np.ndarray, n_trades: int,
@@ -210,31 +216,24 @@ def imbalance_decisions(ts: np.ndarray, imbalance: np.ndarray, n_trades: int,
 
 
 def oracle_sides(book: Book, ts: np.ndarray, hold_ns: int, latency_ns: int,
-                 fee_bps: float) -> np.ndarray:
+                 fee_bps: float, maker_fee_bps: float | None = None) -> np.ndarray:
     """Perfect foresight, executable: the side whose round trip pays at this fee.
 
-    For a signal at t the entry fills at the first snapshot at or after t + latency and
-    the exit at the first at or after t + hold + latency, at the touch (buy at the ask,
-    sell at the bid): long if bid[exit] / ask[entry] - 1 > 2 fee, short if
-    1 - ask[exit] / bid[entry] > 2 fee (DESIGN.md's fee-aware label, at the fee and
-    latency this backtest charges). Round trips across a gap or past the data are 0.
+    For a signal at t the entry is the first snapshot at or after t + latency; the round
+    trip from there is DESIGN.md's fee-aware label (`features.labels.round_trips`: buy at
+    the ask, sell at the bid one horizon later, never across a gap), at the fee this
+    backtest charges. With `maker_fee_bps` the entry is passive (`passive_round_trips`):
+    the oracle takes the side whose resting order fills and pays the maker fee in and the
+    taker fee out. Rows without a round trip are 0.
     """
-    n = len(book)
-    entry = np.searchsorted(book.ts, ts + latency_ns, side="left")
-    exit_ = np.searchsorted(book.ts, ts + hold_ns + latency_ns, side="left")
-    ok = exit_ < n
-    entry, exit_ = np.minimum(entry, n - 1), np.minimum(exit_, n - 1)
-    segment = np.cumsum(book.gap)
-    ok &= segment[entry] == segment[exit_]
     bid, ask = book.touch_prices()
-    cost = 2.0 * fee_bps * 1e-4
-    with np.errstate(invalid="ignore", divide="ignore"):
-        long_net = bid[exit_] / ask[entry] - 1.0 - cost
-        short_net = 1.0 - ask[exit_] / bid[entry] - cost
-    side = np.zeros(ts.shape[0], np.int8)
-    side[ok & (long_net > 0) & ~(short_net > long_net)] = 1
-    side[ok & (short_net > 0) & ~(long_net >= short_net)] = -1
-    return side
+    entry = np.searchsorted(book.ts, ts + latency_ns, side="left")
+    trips = round_trips(book.ts, book.gap, bid, ask, hold_ns, entry)
+    if maker_fee_bps is None:
+        return fee_aware_side(*trips.net(fee_bps))
+    long_gross, short_gross, _, _ = passive_round_trips(bid, ask, entry, trips.exit)
+    cost = (maker_fee_bps + fee_bps) * 1e-4
+    return fee_aware_side(long_gross - cost, short_gross - cost)
 
 
 def oracle_decisions(ts: np.ndarray, sides: np.ndarray, hold_ns: int) -> Decisions:

@@ -1,7 +1,8 @@
 """Figures of a backtest: cost decomposition, risk, break-even fee, significance.
 
 Every function takes plain arrays, so the model and each comparison row are summarised by
-the same code. Money is in the quote currency (USDT for BTCUSDT).
+the same code. Money is in the quote currency (USDT for BTCUSDT). The interval of the
+mean net PnL per trade and the verdict word are `backtest.significance`'s.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from typing import Any
 
 import numpy as np
 
+from backtest.significance import judge, trade_interval
 from bookcast.schema import STATS_KEYS
 from bookcast.timeutil import NS_PER_UNIT
 
+DAY_NS = NS_PER_UNIT["d"]
 # Crypto trades around the clock: a year is 365.25 days of snapshots, not 252 sessions.
-YEAR_NS = int(365.25 * NS_PER_UNIT["d"])
+YEAR_NS = int(365.25 * DAY_NS)
 
 
-def sharpe_ratio(equity: np.ndarray, interval_ns: int) -> float | None:
-    """Annualised Sharpe of per-snapshot simple returns of the equity curve.
+def sharpe_ratio(equity: np.ndarray, interval_ns: int, period_ns: int = DAY_NS
+                 ) -> float | None:
+    """Sharpe of per-snapshot simple returns of the equity curve, scaled to `period_ns`.
 
-    Returns at the sampling interval scale by sqrt(periods per year), with periods per year
-    = YEAR_NS / interval_ns; None when the curve never moves.
+    Returns at the sampling interval scale by sqrt(period / interval); None when the
+    curve never moves. Per day by default: an annual figure from minutes of returns
+    multiplies their noise by sqrt(half a million), so `summarize` quotes one only with
+    at least a day of data.
     """
     if equity.shape[0] < 3:
         return None
@@ -30,7 +36,7 @@ def sharpe_ratio(equity: np.ndarray, interval_ns: int) -> float | None:
     std = returns.std(ddof=1)
     if not np.isfinite(std) or std == 0.0:
         return None
-    return float(returns.mean() / std * math.sqrt(YEAR_NS / interval_ns))
+    return float(returns.mean() / std * math.sqrt(period_ns / interval_ns))
 
 
 def max_drawdown(equity: np.ndarray) -> float:
@@ -39,32 +45,6 @@ def max_drawdown(equity: np.ndarray) -> float:
         return 0.0
     peak = np.maximum.accumulate(equity)
     return float(np.max(1.0 - equity / peak))
-
-
-def block_bootstrap_ci(values: np.ndarray, rng: np.random.Generator, n_resamples: int = 2000,
-                       level: float = 0.95, block: int | None = None) -> list[float] | None:
-    """Moving-block bootstrap interval of the mean of chronologically ordered values.
-
-    Blocks of consecutive trades keep their serial dependence (a regime of losses stays
-    together); the block length defaults to n ** (1/3), the usual rate for the mean.
-    """
-    n = values.shape[0]
-    if n < 2:
-        return None
-    block = block or max(1, round(n ** (1.0 / 3.0)))
-    n_blocks = math.ceil(n / block)
-    last = n - (n_blocks - 1) * block  # the final block is cut to make n values
-    # Sums of every block (and of every cut final block) from one prefix sum, so each
-    # resample costs n_blocks lookups instead of n copies.
-    prefix = np.concatenate([[0.0], np.cumsum(values)])
-    n_starts = n - block + 1
-    full = prefix[block:block + n_starts] - prefix[:n_starts]
-    cut = prefix[last:last + n_starts] - prefix[:n_starts]
-    starts = rng.integers(0, n_starts, size=(n_resamples, n_blocks))
-    means = (full[starts[:, :-1]].sum(axis=1) + cut[starts[:, -1]]) / n
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return [float(low), float(high)]
 
 
 def break_even_fee_bps(edge_after_spread: float, traded_value: float) -> float | None:
@@ -84,8 +64,10 @@ def fee_curve(edge_after_spread: float, traded_value: float,
 def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: np.ndarray,
               entry_mid: np.ndarray, exit_mid: np.ndarray, fees: np.ndarray,
               equity: np.ndarray, capital: float, interval_ns: int,
-              rng: np.random.Generator, n_resamples: int = 2000) -> dict[str, Any]:
-    """The STATS_KEYS figures (and a few more) of one strategy's round trips."""
+              entry_ts: np.ndarray, exit_ts: np.ndarray) -> dict[str, Any]:
+    """The STATS_KEYS figures (and a few more) of one strategy's round trips, in time
+    order. The interval and the verdict word are null / `inconclusive` below the minimum
+    sample (`backtest.significance`); Sharpe is per day, annualised only with a day."""
     gross = side * qty * (exit_mid - entry_mid)
     at_fill = side * qty * (exit_px - entry_px)
     net = at_fill - fees
@@ -96,6 +78,13 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
     wins = net[net > 0]
     losses = net[net <= 0]
     n = int(side.shape[0])
+    span_ns = int(exit_ts.max() - entry_ts.min()) if n else 0
+    curve_ns = int(max(equity.shape[0] - 1, 0) * interval_ns)
+    ci = trade_interval(net, span_ns)
+    mean = float(net.mean()) if n else None
+    judgement = judge(n, span_ns, mean, ci)
+    entry_value = qty * entry_px
+    net_bps = net / entry_value * 1e4 if n else net
     stats: dict[str, Any] = {
         "n_trades": n,
         "gross_pnl_mid": gross_total,
@@ -103,11 +92,21 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
         "fees": fees_total,
         "net_pnl": gross_total - spread_total - fees_total,
         "hit_rate": float(wins.shape[0] / n) if n else None,
-        "sharpe": sharpe_ratio(equity, interval_ns),
+        "sharpe": sharpe_ratio(equity, interval_ns, YEAR_NS) if curve_ns >= DAY_NS else None,
+        "sharpe_per_day": sharpe_ratio(equity, interval_ns, DAY_NS),
+        "sharpe_basis": (f"annualised ({curve_ns / DAY_NS:.1f} days of data)" if curve_ns >= DAY_NS
+                         else f"per day, from {curve_ns / 3.6e12:.2f} h of data; no annual "
+                              "figure under a day"),
         "max_drawdown": max_drawdown(equity),
         "break_even_fee_bps": break_even_fee_bps(gross_total - spread_total, traded_value),
-        "net_pnl_per_trade_ci95": block_bootstrap_ci(net, rng, n_resamples),
-        "net_pnl_per_trade": float(net.mean()) if n else None,
+        "net_pnl_per_trade_ci95": ci,
+        "net_pnl_per_trade": mean,
+        "net_bps_per_trade": float(net_bps.mean()) if n else None,
+        "net_bps_per_trade_ci95": trade_interval(net_bps, span_ns),
+        "span_ns": span_ns,
+        "verdict": judgement.word,
+        "verdict_needs": ({"trades": judgement.trades_needed, "hours": judgement.hours_needed}
+                          if judgement.trades_needed is not None else None),
         "avg_win": float(wins.mean()) if wins.shape[0] else None,
         "avg_loss": float(losses.mean()) if losses.shape[0] else None,
         "traded_value": traded_value,

@@ -5,7 +5,7 @@ Prints, for a synthetic book of N snapshots (D levels a side, 100 ms grid):
   gross portfolios) in snapshots per second,
 - vectorbt's plain `Portfolio.from_signals` on mid "close" prices for the same decisions,
   measured in the same run: the anchor, with the ratio between the two,
-- the full report (plus three comparison rows, fee and latency curves, bootstrap),
+- the full report (plus three comparison rows, fee and latency curves, the interval),
 - the cold-start wall time of `bookcast backtest` in a new process on a small dataset.
 
     .venv/bin/python bench/backtest.py [--rows 300000] [--depth 10]
@@ -174,7 +174,7 @@ def main() -> None:
     print(f"vectorbt from_signals on mid closes (anchor):         {t_plain * 1e3:8.1f} ms "
           f"= {n / t_plain:12,.0f} snapshots/s")
     print(f"ratio realistic / plain: {t_real / t_plain:.2f}x slower (target <= 2x)")
-    print(f"full report (+3 comparison rows, fee & latency curves, bootstrap): "
+    print(f"full report (+3 comparison rows, fee & latency curves, interval): "
           f"{t_full * 1e3:8.1f} ms = {n / t_full:12,.0f} snapshots/s")
     wall, how = cold_start()
     print(f"cold start, {how} in a new process (20,000 snapshots): {wall:.2f} s wall")

@@ -1,15 +1,16 @@
 """`bookcast demo`: the whole product end to end, on the embedded simulator or real captures.
 
 simulate -> serve + collect live (the real daemon) -> replay -> features + fee-aware labels
--> opportunity table -> train (baselines, LightGBM, DeepLOB) -> backtest at the venue's
-fees -> one verdict table. Every step is the same code its own subcommand runs; the demo
-prints that command beside each step.
+-> opportunity table -> train (baselines, LightGBM, DeepLOB) -> backtest -> the verdict
+over every fee, horizon and execution. One fee (`--fee-bps`) serves the labels, the
+decision rules and the backtests; the verdict re-derives the decision at every other fee.
+Every step is the same code its own subcommand runs; the demo prints that command beside
+each step.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import time
@@ -21,7 +22,6 @@ import typer
 
 from bookcast import interrupts, terminal
 from bookcast.errors import UserError
-from bookcast.terminal import Column
 from bookcast.timeutil import format_duration_ns, parse_duration_ns
 
 SIM_VENUE = "binance-spot"
@@ -40,11 +40,13 @@ class DemoConfig:
     live_seconds: float = 30.0
     interval: str = "1s"
     horizon: str = "10s"
-    # the labels' fee: the level a top-tier trader pays, so that some moves pay at all;
-    # every backtest is then charged the venue's regular fee, and its fee curve shows both
-    label_fee_bps: float = 1.0
-    fee_preset: str | None = None  # None: the venue's regular-tier preset
+    # one fee for labels, decision rules and backtests: the level a top-tier trader pays,
+    # so that some moves pay at all; the verdict shows every other fee beside it
+    fee_bps: float = 1.0
     models: tuple[str, ...] = ("logistic", "lightgbm", "deeplob")
+    # LightGBM is also trained at these horizons, so the verdict's heat-map has a model
+    # across horizons; the other models forecast `horizon` only (DeepLOB is slow on a CPU)
+    extra_horizons: tuple[str, ...] = ("1s", "5s", "30s", "60s")
     deeplob_epochs: int = 2
     deeplob_max_train_rows: int = 3000
     steps_done: list[str] = field(default_factory=list)
@@ -58,8 +60,6 @@ def step(n: int, total: int, title: str, command: str) -> None:
 
 def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     """Run every stage; returns the verdict rows (also printed)."""
-    from bookcast.fees import resolve_fees
-
     started = time.monotonic()
     root = cfg.data_dir
     fresh_demo_dir(root)
@@ -85,7 +85,6 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
         simulate_captures(venue, [preset_for(venue, s) for s in cfg.symbols], "default",
                           cfg.hours, cfg.seed, out, progress=True)
         captures = sorted((out / venue).glob("*.jsonl.gz"))
-    fees = resolve_fees(cfg.fee_preset, None, venue)
 
     # 2. live collection through the real daemon
     step(2, total, f"collect live for {cfg.live_seconds:g} s from the emulator",
@@ -110,13 +109,14 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
                    parse_duration_ns(h) % interval_ns == 0]
     step(4, total, "features and fee-aware labels",
          f"bookcast features --data-dir {root} --horizons {HORIZONS} "
-         f"--fee-bps {cfg.label_fee_bps:g}")
-    build_features(root, "default", horizons_ns, fee_bps=cfg.label_fee_bps, progress=True)
+         f"--fee-bps {cfg.fee_bps:g}")
+    build_features(root, "default", horizons_ns, fee_bps=cfg.fee_bps, progress=True)
 
     # 5. the opportunity table
+    from backtest.verdict import fee_levels as verdict_fees
     from features.cli import opportunities
 
-    fee_levels = sorted({0.0, 1.0, 2.0, 5.0, fees.taker_bps})
+    fee_levels = verdict_fees(venue)
     step(5, total, "opportunities: how often a move pays its costs",
          f"bookcast opportunities --data-dir {root} --fee-bps "
          f"{','.join(f'{f:g}' for f in fee_levels)}")
@@ -125,7 +125,9 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
 
     # 6. models
     symbols = [s.symbol for s in summary.streams if s.snapshots]
-    runs = train_models(cfg, root, venue, symbols, horizon_ns)
+    trained_horizons = {format_duration_ns(h) for h in horizons_ns}
+    extra = [parse_duration_ns(h) for h in cfg.extra_horizons if h in trained_horizons]
+    runs = train_models(cfg, root, venue, symbols, horizon_ns, extra)
 
     if not runs:
         raise UserError(f"No model could be trained on {root}: the data is too short for "
@@ -133,16 +135,22 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
                         f"more --hours.")
 
     # 7. backtests
-    backtests = backtest_runs(cfg, root, runs, fees)
+    backtest_runs(cfg, root, runs)
 
-    # 8. verdict
-    step(8, total, "verdict", "bookcast runs; bookcast backtest --run ID")
-    rows = verdict_rows(root, runs, backtests)
-    print_verdict(rows, fees.taker_bps, cfg, real)
+    # 8. the verdict
+    from backtest.verdict import print_verdict, run_verdict
+
+    step(8, total, "the verdict: every strategy, horizon, fee and execution, out of sample",
+         f"bookcast verdict --data-dir {root}")
+    report = run_verdict(root)
+    print_verdict(report)
+    if real:
+        console.print("[yellow]Real captures of a few minutes are a small sample: the verdict "
+                      "says what more data it would need rather than guess.[/yellow]")
     console.print(f"\n[bold]Look at it:[/bold] bookcast dashboard --data-dir {root}   "
                   f"(then open http://127.0.0.1:8501)")
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
-    return rows
+    return report.rows
 
 
 DEMO_MARKER = ".bookcast-demo"
@@ -251,48 +259,57 @@ def _same_rows(live: Path, replayed: Path) -> str:
 
 
 def train_models(cfg: DemoConfig, root: Path, venue: str, symbols: list[str],
-                 horizon_ns: int) -> list[Path]:
+                 horizon_ns: int, extra_horizons_ns: list[int]) -> list[Path]:
     from models.cli import print_metrics
     from models.config import TrainConfig
     from models.runs import train_run
 
-    step(6, total_steps := 8, f"train {', '.join(cfg.models)} per symbol (baselines in every "
-         "run)", f"bookcast train --data-dir {root} --model MODEL --horizon {cfg.horizon} "
+    step(6, 8, f"train {', '.join(cfg.models)} per symbol at {cfg.horizon} (LightGBM also at "
+         f"{', '.join(format_duration_ns(h) for h in extra_horizons_ns) or 'no other horizon'}),"
+         f" baselines in every run, at {cfg.fee_bps:g} bps",
+         f"bookcast train --data-dir {root} --model MODEL --horizon {cfg.horizon} "
          "--symbol SYMBOL")
-    del total_steps
+    plan = [(model, horizon_ns) for model in cfg.models]
+    if "lightgbm" in cfg.models:
+        plan += [("lightgbm", h) for h in extra_horizons_ns if h != horizon_ns]
     runs = []
     for symbol in symbols:
-        for model in cfg.models:
-            config = TrainConfig(model=model, horizon_ns=horizon_ns, venue=venue, symbol=symbol,
-                                 seed=cfg.seed, device="auto")
+        for model, h in plan:
+            config = TrainConfig(model=model, horizon_ns=h, venue=venue, symbol=symbol,
+                                 seed=cfg.seed, device="auto", fee_bps=cfg.fee_bps)
             if model == "deeplob":
                 config.epochs = cfg.deeplob_epochs
                 config.max_train_rows = cfg.deeplob_max_train_rows
             elif model == "mlp":
                 config.epochs = 5
             try:
-                run_dir = train_run(root, config, progress=True)
+                run_dir = train_run(root, config, progress=h == horizon_ns)
             except UserError as exc:
-                console.print(f"  [yellow]{model} on {symbol} not trained: {exc}[/yellow]")
+                console.print(f"  [yellow]{model} {format_duration_ns(h)} on {symbol} not "
+                              f"trained: {exc}[/yellow]")
                 continue
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            print_metrics(metrics, f"{symbol} {model}: {run_dir.name} (test split)")
+            if h == horizon_ns:
+                metrics = json.loads((run_dir / "metrics.json").read_text())
+                print_metrics(metrics, f"{symbol} {model}: {run_dir.name} (test split)")
             runs.append(run_dir)
     return runs
 
 
-def backtest_runs(cfg: DemoConfig, root: Path, runs: list[Path], fees: Any) -> dict[str, Path]:
+def backtest_runs(cfg: DemoConfig, root: Path, runs: list[Path]) -> dict[str, Path]:
+    """Each run at the demo's horizon, backtested at the fee its labels and rule used."""
     from backtest.engine import BacktestConfig, backtest_run, write_backtest
-    from backtest.report import print_summary
+    from backtest.report import quote_currency, summary_table
 
-    step(7, 8, f"backtest every run at {fees.taker_bps:g} bps taker ({fees.source})",
-         f"bookcast backtest --run RUN_ID --data-dir {root} --fee-preset "
-         f"{fees.source.removeprefix('preset ')}")
+    step(7, 8, f"backtest every {cfg.horizon} run at its own fee, {cfg.fee_bps:g} bps per side",
+         f"bookcast backtest --run RUN_ID --data-dir {root}")
     out: dict[str, Path] = {}
+    horizon_ns = parse_duration_ns(cfg.horizon, what="horizon")
     for run_dir in runs:
         run = json.loads((run_dir / "run.json").read_text())
-        config = BacktestConfig(fee_bps=fees.taker_bps, maker_fee_bps=fees.maker_bps,
-                                fee_source=fees.source, hold_ns=run["horizon_ns"],
+        if run["horizon_ns"] != horizon_ns:
+            continue  # the verdict judges the other horizons
+        config = BacktestConfig(fee_bps=run["fee_bps"], maker_fee_bps=run["fee_bps"],
+                                fee_source="the run's fee", hold_ns=run["horizon_ns"],
                                 horizon_ns=run["horizon_ns"], seed=cfg.seed)
         try:
             result = backtest_run(root, run_dir.name, config)
@@ -300,100 +317,10 @@ def backtest_runs(cfg: DemoConfig, root: Path, runs: list[Path], fees: Any) -> d
             console.print(f"  [yellow]{run_dir.name}: not backtested: {exc}[/yellow]")
             continue
         where = write_backtest(result, root)
-        print_summary(result.stats, f"{run['symbol']} {run['model']}: {where.name}")
+        print(summary_table(result.stats, f"{run['symbol']} {run['model']}: {where.name}",
+                            quote_currency(run["symbol"])) + "\n", flush=True)
         out[run_dir.name] = where
     return out
-
-
-def verdict_rows(root: Path, runs: list[Path], backtests: dict[str, Path]
-                 ) -> list[dict[str, Any]]:
-    """Per symbol: each model's row, then the comparison rows of its first backtest."""
-    models: dict[str, list[dict[str, Any]]] = {}
-    comparisons: dict[str, list[dict[str, Any]]] = {}
-    for run_dir in runs:
-        run = json.loads((run_dir / "run.json").read_text())
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        where = backtests.get(run_dir.name)
-        stats = json.loads((where / "stats.json").read_text()) if where else {}
-        symbol = run["symbol"]
-        models.setdefault(symbol, []).append(_row(symbol, run["model"], metrics.get("macro_f1"),
-                                                  stats))
-        if where and symbol not in comparisons:
-            base_f1 = {name: m.get("macro_f1") for name, m in metrics.get("baselines", {}).items()}
-            comparisons[symbol] = [
-                _row(symbol, f"({name})",
-                     base_f1.get("imbalance_rule") if name.startswith("imbalance") else None, base)
-                for name, base in stats.get("baselines", {}).items()]
-    return [row for symbol in models for row in (*models[symbol], *comparisons.get(symbol, []))]
-
-
-def _row(symbol: str, strategy: str, macro_f1: float | None, stats: dict) -> dict[str, Any]:
-    return {"symbol": symbol, "strategy": strategy, "macro_f1": macro_f1,
-            "n_trades": stats.get("n_trades"), "gross_pnl_mid": stats.get("gross_pnl_mid"),
-            "spread_cost": stats.get("spread_cost"), "fees": stats.get("fees"),
-            "net_pnl": stats.get("net_pnl"), "ci95": stats.get("net_pnl_per_trade_ci95"),
-            "break_even_fee_bps": stats.get("break_even_fee_bps")}
-
-
-def judgement(row: dict[str, Any]) -> str:
-    """A few honest words per row: does it pay, and can we tell? "pays" and "loses" need
-    at least 30 trades and a 95% interval of net PnL per trade wholly above or below 0."""
-    n, ci = row["n_trades"], row["ci95"]
-    if not n:
-        return "no trades"
-    if n < 30:
-        return "too few trades"
-    if ci is None or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
-        return "no interval"
-    if ci[0] > 0:
-        return "pays"
-    if ci[1] < 0:
-        return "loses"
-    return "CI spans 0"
-
-
-def print_verdict(rows: list[dict[str, Any]], fee_bps: float, cfg: DemoConfig,
-                  real: bool) -> None:
-    def money(x: float | None) -> str | None:
-        return None if x is None else f"{x:,.2f}"
-
-    ccy = "quote"
-    columns = [Column("symbol", align="left"), Column("strategy", align="left"),
-               Column("macro-F1"), Column("trades"), Column("gross edge", ccy),
-               Column("spread", ccy), Column("fees", ccy), Column("net PnL", ccy),
-               Column("net/trade 95% CI", ccy), Column("break-even fee", "bps"),
-               Column("verdict", align="left")]
-    table = [(r["symbol"], r["strategy"],
-              None if r["macro_f1"] is None else f"{r['macro_f1']:.3f}",
-              None if r["n_trades"] is None else str(r["n_trades"]),
-              money(r["gross_pnl_mid"]), money(r["spread_cost"]), money(r["fees"]),
-              money(r["net_pnl"]), None if not r["ci95"] else
-              f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]",
-              None if r["break_even_fee_bps"] is None else f"{r['break_even_fee_bps']:.2f}",
-              judgement(r)) for r in rows]
-    terminal.print_table(columns, table, keys=2, title=(
-        f"verdict: out of sample (test split), {fee_bps:g} bps taker fee per side, latency "
-        f"one snapshot, horizon {cfg.horizon} (labels for training assumed "
-        f"{cfg.label_fee_bps:g} bps)"))
-    models = [r for r in rows if not r["strategy"].startswith("(")]
-    paying = [r for r in models if judgement(r).startswith("pays")]
-    if paying:
-        names = ", ".join(f"{r['symbol']} {r['strategy']}" for r in paying)
-        console.print(f"[green]Pays after fees with a 95% interval above zero: {names}.[/green]")
-    else:
-        console.print(f"No model's net PnL per trade is above zero with 95% confidence at "
-                      f"{fee_bps:g} bps: after spread and fees, these forecasts would not have "
-                      f"made money. The break-even fee column says what fee they would need.")
-    oracle = [r for r in rows if r["strategy"] == "(oracle)"]
-    if oracle and all((r["net_pnl"] or 0.0) <= 0 for r in oracle):
-        console.print(f"Even perfect foresight (the oracle) makes nothing at {fee_bps:g} bps "
-                      f"over this horizon: the moves are smaller than the round-trip cost.")
-    if real:
-        console.print("[yellow]Real captures of a few minutes are too small a sample: these "
-                      "figures cannot support a conclusion either way.[/yellow]")
-    elif any(r["n_trades"] and r["n_trades"] < 30 for r in models):
-        console.print("[yellow]Rows with fewer than 30 trades cannot support a conclusion "
-                      "either way.[/yellow]")
 
 
 def demo(
@@ -410,9 +337,9 @@ def demo(
     interval: Annotated[str | None, typer.Option(help="Snapshot grid (default 1s, 100ms with "
                                                       "--capture).")] = None,
     horizon: Annotated[str, typer.Option(help="Label horizon the models forecast.")] = "10s",
-    label_fee_bps: Annotated[float, typer.Option(help="Fee per side the labels assume.")] = 1.0,
-    fee_preset: Annotated[str | None, typer.Option(help="Fee preset the backtests charge "
-                                                        "(default: the venue's).")] = None,
+    fee_bps: Annotated[float, typer.Option(help="Fee per side for the labels, the decision "
+                                                "rules and the backtests (the verdict shows "
+                                                "every fee).")] = 1.0,
     models: Annotated[str, typer.Option(help="Models to train.")] = "logistic,lightgbm,deeplob",
     deeplob_epochs: Annotated[int, typer.Option(help="DeepLOB epochs (CPU: keep it small).")] = 2,
     seed: Annotated[int, typer.Option(help="Simulation and training seed.")] = 7,
@@ -424,6 +351,8 @@ def demo(
     if not hours > 0:
         raise UserError(f"--hours must be positive, not {hours}.")
     check_venue(venue)
+    if fee_bps < 0:
+        raise UserError(f"The fee {fee_bps} bps is negative; fees are zero or more.")
     for path in capture or ():
         if not path.is_file():  # said before the data directory is touched
             raise UserError(f"The capture file '{path}' does not exist.")
@@ -434,7 +363,7 @@ def demo(
                      symbols=tuple(s.strip().upper() for s in names if s.strip()),
                      seed=seed, captures=tuple(capture or ()), live_seconds=live_seconds,
                      interval=interval or ("100ms" if capture else "1s"), horizon=horizon,
-                     label_fee_bps=label_fee_bps, fee_preset=fee_preset,
+                     fee_bps=fee_bps,
                      models=tuple(m.strip() for m in models.split(",") if m.strip()),
                      deeplob_epochs=deeplob_epochs)
     run_demo(cfg)

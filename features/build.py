@@ -1,8 +1,9 @@
 """`bookcast features`: snapshots + trades -> features and fee-aware labels, one partition at a time.
 
 `partition_features` is a pure function of one (venue, symbol, date) partition
-(plus the fitted micro-price table, which is fixed before the map starts), so an
-existing cluster engine could map it over partitions. `build_features` is the
+(plus the fitted micro-price table, which is fixed before the map starts, and the head
+of the next partition, which its last labels reach into), so an existing cluster engine
+could map it over partitions. `build_features` is the
 local driver: fit on training rows, map, write each output with temp-then-rename,
 and store the full configuration beside the dataset.
 """
@@ -34,7 +35,7 @@ from features.definitions import (
     prepare_book,
     snapshot_features,
 )
-from features.labels import label_columns
+from features.labels import HEAD_COLUMNS, BookHead, book_head, label_columns
 from features.microprice import MicropriceTable, fit_microprice, microprice_expr
 from features.partitions import (
     Partition,
@@ -66,15 +67,24 @@ def feature_frame(
     config: FeatureConfig,
     horizons_ns: Sequence[int],
     fee_bps: float,
+    next_head: BookHead | None = None,
 ) -> pl.DataFrame:
     """Every column `partition_features` outputs but the micro-price, plus `gap` and the
-    working columns (`_*`) the micro-price fit needs."""
+    working columns (`_*`) the micro-price fit needs. `next_head` (the first rows of the
+    next partition, `next_partition_head`) lets labels near the end look past midnight."""
     book = _book(snapshots, config)
-    return (
-        snapshot_features(book.lazy(), trades, config, interval_ns)
-        .with_columns(label_columns(list(horizons_ns), interval_ns, fee_bps))
-        .collect()
-    )
+    frame = snapshot_features(book.lazy(), trades, config, interval_ns).collect()
+    return frame.with_columns(label_columns(frame, horizons_ns, interval_ns, fee_bps, next_head))
+
+
+def next_partition_head(group: list[Partition], i: int, horizons_ns: Sequence[int]
+                        ) -> BookHead | None:
+    """The rows of the partition after group[i] that its labels reach (one horizon), if
+    it continues the same grid."""
+    if i + 1 >= len(group) or group[i + 1].interval_ns != group[i].interval_ns:
+        return None
+    return book_head(read_snapshot_batches(group[i + 1], HEAD_COLUMNS, batch_rows=4096),
+                     max(horizons_ns))
 
 
 def output_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
@@ -105,6 +115,7 @@ def partition_features(
     horizons_ns: Sequence[int],
     fee_bps: float,
     microprice: MicropriceTable | None = None,
+    next_head: BookHead | None = None,
 ) -> pl.LazyFrame:
     """`ts`, book columns, features, `fwd_ret_<h>` and `y_<h>` for one partition.
 
@@ -113,7 +124,7 @@ def partition_features(
     the 100-level lists out of memory but for one batch at a time).
     """
     frame = feature_frame(snapshots, trades, interval_ns=interval_ns, config=config,
-                          horizons_ns=horizons_ns, fee_bps=fee_bps)
+                          horizons_ns=horizons_ns, fee_bps=fee_bps, next_head=next_head)
     frame = with_microprice(frame, config, microprice)
     return frame.lazy().select(output_columns(frame))
 
@@ -204,11 +215,12 @@ def build_features(
             pending: list[tuple[Partition, Path, Path]] = []
             train: list[pl.DataFrame] = []
             try:
-                for p in group:
+                for i, p in enumerate(group):
                     frame = feature_frame(
                         read_snapshot_batches(p, SNAPSHOT_COLUMNS), scan_trades(root, p),
                         interval_ns=p.interval_ns, config=config, horizons_ns=horizons,
-                        fee_bps=fees[p.venue])
+                        fee_bps=fees[p.venue],
+                        next_head=next_partition_head(group, i, horizons))
                     out_dir = partition_dir(root / "features", feature_set, p.venue, p.symbol,
                                             p.date)
                     sources.append({"venue": p.venue, "symbol": p.symbol, "date": p.date,

@@ -32,33 +32,42 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 
 def print_metrics(metrics: dict, title: str) -> None:
+    """Two tables per run: how good the calibrated probabilities are, and what each policy
+    does with them on the test split (both at the run's fee)."""
     from bookcast.terminal import Column
 
-    columns = [Column("estimator", align="left"), Column("macro-F1"), Column("val macro-F1"),
-               Column("AP up (base rate)"), Column("AP down (base rate)"),
-               Column("precision up"), Column("precision down"),
-               Column("break-even precision up"), Column("break-even precision down"),
-               Column("trades"), Column("net", "bps")]
     rows = [("model", metrics), *metrics.get("baselines", {}).items()]
 
-    def skill(m: dict, side: str) -> str | None:
-        sk = m.get("probability_skill") or {}
-        ap, base = sk.get(f"average_precision_{side}"), sk.get(f"prevalence_{side}")
-        return None if ap is None else f"{ap:.3f} ({_fmt(base)})"
+    def skill(m: dict, key: str, digits: int = 3) -> str:
+        return _fmt((m.get("probability_skill") or {}).get(key), digits)
 
-    table = []
-    for name, m in rows:
-        be = m.get("break_even", {})
-        table.append((name, _fmt(m["macro_f1"]), _fmt(m.get("validation", {}).get("macro_f1")),
-                      skill(m, "up"), skill(m, "down"),
-                      _fmt(m["per_class"]["up"]["precision"]),
-                      _fmt(m["per_class"]["down"]["precision"]),
-                      _fmt(be.get("up", {}).get("break_even_precision")),
-                      _fmt(be.get("down", {}).get("break_even_precision")),
-                      _fmt(m["n_trades"]), _fmt(m["net_pnl_bps"], 1)))
-    terminal.print_table(columns, table, title=title)
+    def ap(m: dict, side: str) -> str:
+        sk = m.get("probability_skill") or {}
+        value, base = sk.get(f"average_precision_{side}"), sk.get(f"prevalence_{side}")
+        return "-" if value is None else f"{value:.3f} ({_fmt(base)})"
+
+    fee = metrics.get("fee_bps")
+    terminal.print_table(
+        [Column("estimator", align="left"), Column("AP up (base rate)"),
+         Column("AP down (base rate)"), Column("Brier"), Column("ECE up"), Column("ECE down"),
+         Column("log-loss")],
+        [(name, ap(m, "up"), ap(m, "down"), skill(m, "brier"), skill(m, "ece_up"),
+          skill(m, "ece_down"), skill(m, "log_loss")) for name, m in rows],
+        title=f"{title}: calibrated probabilities (test)")
+    terminal.print_table(
+        [Column("estimator", align="left"), Column("F1 val"), Column("F1 test"),
+         Column("P up"), Column("P down"), Column("trades"), Column("net", "bps"),
+         Column("val trades")],
+        [(name, _fmt(m.get("validation", {}).get("macro_f1")), _fmt(m["macro_f1"]),
+          _fmt(m["per_class"]["up"]["precision"]), _fmt(m["per_class"]["down"]["precision"]),
+          _fmt(m["n_trades"]), _fmt(m["net_pnl_bps"], 1),
+          _fmt(m.get("validation", {}).get("n_trades"))) for name, m in rows],
+        title=(f"Both policies on the test split at {_fmt(fee, 2)} bps per side. Classification "
+               "(thresholds tuned for validation macro-F1): macro-F1, precision up and down. "
+               "Trading (expected net edge above zero, margin tuned for validation net PnL): "
+               "trades, net bps summed with each trade alone after one snapshot of latency."))
     if "verdict" in metrics:
-        terminal.console().print(metrics["verdict"], highlight=False)
+        typer.echo(metrics["verdict"])
 
 
 def train(
@@ -118,7 +127,7 @@ def runs(
                ("macro_f1", Column("macro-F1")), ("val_macro_f1", Column("val macro-F1")),
                ("best_baseline", Column("best baseline", align="left")),
                ("best_baseline_macro_f1", Column("its macro-F1")),
-               ("n_trades", Column("trades")), ("net_pnl_bps", Column("net", "bps")),
+               ("n_trades", Column("trades")), ("net_pnl_bps", Column("net", "bps summed")),
                ("beats_baselines", Column("beats baselines", align="left")))
     terminal.print_table([c for _, c in columns],
                          [[_fmt(r[k]) for k, _ in columns] for r in rows], title="runs")

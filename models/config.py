@@ -20,7 +20,8 @@ class TrainConfig:
     feature_set: str = "default"
     venue: str | None = None
     symbol: str | None = None
-    fee_bps: float | None = None          # None: the fee the labels were built with
+    fee_bps: float | None = None          # labels, rules and scores; None: the features' fee
+    latency_ns: int | None = None         # the trading policy's order latency; None: a snapshot
     loss: str = "weighted-ce"             # PyTorch models; LightGBM uses class weights
     sampler: str = "none"
     device: str = "auto"
@@ -29,7 +30,7 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
-    patience: int = 4                     # epochs without a better validation macro-F1
+    patience: int = 4                     # epochs without a better validation log-loss
     focal_gamma: float = 2.0
     window: int = 100                     # DeepLOB: snapshots per input window
     levels: int = 10                      # DeepLOB: book levels per side (40 values)
@@ -59,6 +60,8 @@ class TrainConfig:
             raise UserError("The horizon must be positive.")
         if self.fee_bps is not None and self.fee_bps < 0:
             raise UserError(f"The fee {self.fee_bps} bps is negative; fees are zero or more.")
+        if self.latency_ns is not None and self.latency_ns < 0:
+            raise UserError(f"The latency {self.latency_ns} ns is negative; it is zero or more.")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,82 +1,18 @@
-"""Evaluation: the fee-aware decision rule, per-class metrics, break-even precision and
-the plots of a run (confusion matrix, precision-recall for up/down, calibration)."""
+"""Evaluation: per-class metrics, break-even precision, probability skill (ranking and
+calibration) and the plots of a run (confusion matrix, precision-recall for up/down,
+calibration of the probabilities the rules read)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-CLASSES = np.array([-1, 0, 1])
-CLASS_NAMES = ("down", "flat", "up")
+from models.forecaster import CLASS_NAMES, CLASSES, to_index
+from models.policy import macro_f1
 
-
-@dataclass
-class EdgeDecisionRule:
-    """Trade only where the expected net edge exceeds a margin >= 0.
-
-    The expected net return of a long is sum_c p_c * m_long[c], where m_long[c] is the
-    mean net return (after spread and both fees, as the labels define it) of a long on
-    training rows of true class c; likewise for a short. Costs are therefore inside the
-    edge: a positive edge means the move is expected to pay the round trip. The margin
-    (bps) is tuned on validation for macro-F1 and can only make the rule stricter.
-    """
-
-    mean_long: np.ndarray
-    mean_short: np.ndarray
-    margin: float = 0.0
-
-    @classmethod
-    def fit(cls, y_train: np.ndarray, long_net: np.ndarray,
-            short_net: np.ndarray) -> EdgeDecisionRule:
-        def by_class(ret: np.ndarray) -> np.ndarray:
-            means = [np.nanmean(ret[y_train == c]) if np.any(y_train == c) else np.nan
-                     for c in CLASSES]
-            return np.nan_to_num(np.asarray(means, dtype=float), nan=-1.0)
-        return cls(by_class(long_net), by_class(short_net))
-
-    def edges(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return proba @ self.mean_long, proba @ self.mean_short
-
-    def signals(self, proba: np.ndarray) -> np.ndarray:
-        long_edge, short_edge = self.edges(proba)
-        m = self.margin / 1e4
-        go_long = (long_edge > m) & (long_edge >= short_edge)
-        go_short = (short_edge > m) & ~go_long
-        return np.where(go_long, 1, np.where(go_short, -1, 0)).astype(np.int8)
-
-    def tune(self, proba_val: np.ndarray, y_val: np.ndarray) -> EdgeDecisionRule:
-        long_edge, short_edge = self.edges(proba_val)
-        best_edge = np.maximum(long_edge, short_edge)
-        positive = best_edge[best_edge > 0] * 1e4
-        grid = np.unique(np.concatenate([[0.0], np.quantile(positive, np.linspace(0, 0.99, 40))
-                                         if len(positive) else []]))
-        scores = []
-        for margin in grid:
-            self.margin = float(margin)
-            scores.append(macro_f1(y_val, self.signals(proba_val)))
-        # Ties go to the larger margin: fewer trades for the same score.
-        best = max(range(len(grid)), key=lambda i: (round(scores[i], 12), grid[i]))
-        self.margin = float(grid[best])
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean_long_net_bps_by_class": (self.mean_long * 1e4).round(4).tolist(),
-                "mean_short_net_bps_by_class": (self.mean_short * 1e4).round(4).tolist(),
-                "margin_bps": self.margin, "classes": CLASSES.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EdgeDecisionRule:
-        return cls(np.asarray(data["mean_long_net_bps_by_class"]) / 1e4,
-                   np.asarray(data["mean_short_net_bps_by_class"]) / 1e4,
-                   float(data["margin_bps"]))
-
-
-def macro_f1(y: np.ndarray, signal: np.ndarray) -> float:
-    return float(f1_score(y, signal, labels=CLASSES, average="macro", zero_division=0))
+ECE_BINS = 10
 
 
 def break_even(signal: np.ndarray, long_net: np.ndarray, short_net: np.ndarray,
@@ -108,9 +44,13 @@ def class_report(y: np.ndarray, signal: np.ndarray, long_net: np.ndarray,
                  short_net: np.ndarray) -> dict[str, Any]:
     """macro-F1, per-class precision/recall/F1, confusion matrix and break-even figures.
 
-    `net_pnl_bps` sums the net return of every signal as if each were traded alone over
-    the horizon; overlapping trades and latency are the backtester's job.
+    `net_pnl_bps` sums the net return (`long_net`/`short_net`, after both fees) of every
+    signal as if each were traded alone over the horizon; overlapping trades, book
+    walking and the order of fills are the backtester's job.
     """
+    # scikit-learn takes seconds to import: only commands that score load it
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     precision, recall, f1, support = precision_recall_fscore_support(
         y, signal, labels=CLASSES, zero_division=0)
     up = break_even(signal, long_net, short_net, 1)
@@ -128,33 +68,58 @@ def class_report(y: np.ndarray, signal: np.ndarray, long_net: np.ndarray,
     }
 
 
+def expected_calibration_error(truth: np.ndarray, p: np.ndarray, bins: int = ECE_BINS
+                               ) -> float | None:
+    """Mean |observed frequency - mean probability| over equal-count bins of p, weighted
+    by bin size (one class against the rest)."""
+    if len(p) == 0:
+        return None
+    order = np.argsort(p, kind="stable")
+    error = 0.0
+    for part in np.array_split(order, min(bins, len(p))):
+        error += len(part) * abs(float(truth[part].mean()) - float(p[part].mean()))
+    return error / len(p)
+
+
 def probability_skill(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
-    """Does the model rank moves at all, whatever its trading rule does with them?
+    """Does the model rank moves, and do its probabilities mean what they say?
 
     Average precision of p_up for up rows and p_down for down rows next to their
-    prevalence (what a model without skill scores), and the macro-F1 of the plain argmax.
-    Columns of `proba` are down, flat, up.
+    prevalence (what a model without skill scores); the Brier score (mean squared error
+    of the three probabilities, 0 is perfect) and log-loss of the whole distribution;
+    the expected calibration error of p_up and p_down; the mean probability next to the
+    frequency; and the macro-F1 of the plain argmax. Columns of `proba` are down, flat, up.
     """
     from sklearn.metrics import average_precision_score
 
     out: dict[str, Any] = {"argmax_macro_f1": macro_f1(y, CLASSES[np.argmax(proba, axis=1)])}
+    if len(y):
+        onehot = np.eye(3)[to_index(y)]
+        out["brier"] = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+        p_true = np.clip(proba[np.arange(len(y)), to_index(y)], 1e-12, 1.0)
+        out["log_loss"] = float(-np.mean(np.log(p_true)))
+    else:
+        out["brier"] = out["log_loss"] = None
     for name, col, cls in (("up", 2, 1), ("down", 0, -1)):
         truth = y == cls
         out[f"prevalence_{name}"] = float(truth.mean()) if truth.size else None
+        out[f"mean_p_{name}"] = float(proba[:, col].mean()) if truth.size else None
         out[f"average_precision_{name}"] = (float(average_precision_score(truth, proba[:, col]))
                                             if truth.any() else None)
+        out[f"ece_{name}"] = expected_calibration_error(truth, proba[:, col])
     return out
 
 
 def write_plots(run_dir: Path, y: np.ndarray, proba: np.ndarray, signal: np.ndarray,
                 title: str) -> list[str]:
-    """confusion.png, pr_curves.png, calibration.png for the test split."""
+    """confusion.png, pr_curves.png, calibration.png for the test split; `proba` are the
+    calibrated probabilities the decision rules read, `signal` the trading policy's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
     written = []
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -164,7 +129,7 @@ def write_plots(run_dir: Path, y: np.ndarray, proba: np.ndarray, signal: np.ndar
         ax.text(j, i, str(v), ha="center", va="center")
     ax.set_xticks(range(3), CLASS_NAMES)
     ax.set_yticks(range(3), CLASS_NAMES)
-    ax.set_xlabel("signal")
+    ax.set_xlabel("signal (trading policy)")
     ax.set_ylabel("label")
     ax.set_title(f"{title}: confusion (test)")
     fig.tight_layout()
@@ -190,14 +155,21 @@ def write_plots(run_dir: Path, y: np.ndarray, proba: np.ndarray, signal: np.ndar
     written.append("pr_curves.png")
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.plot([0, 1], [0, 1], color="grey", ls="--")
+    top = 0.05
     for cls, col in ((1, 2), (-1, 0)):
         truth = (y == cls).astype(int)
         if 0 < truth.sum() < len(truth):
             frac, mean_p = calibration_curve(truth, proba[:, col], n_bins=10,
                                              strategy="quantile")
-            ax.plot(mean_p, frac, marker="o", label=CLASS_NAMES[col])
-    ax.set_xlabel("predicted probability")
+            ece = expected_calibration_error(truth.astype(bool), proba[:, col])
+            ax.plot(mean_p, frac, marker="o", label=f"{CLASS_NAMES[col]} (ECE {ece:.3f})")
+            top = max(top, float(np.max(mean_p)), float(np.max(frac)))
+    # Moves are rare: zoom on the range the probabilities use, diagonal included.
+    top = min(1.0, 1.1 * top)
+    ax.plot([0, top], [0, top], color="grey", ls="--")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("calibrated probability")
     ax.set_ylabel("observed frequency")
     ax.set_title(f"{title}: calibration (test)")
     ax.legend()

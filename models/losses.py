@@ -1,4 +1,10 @@
-"""Losses for heavy class imbalance: weighted cross-entropy and focal loss."""
+"""Losses for heavy class imbalance: weighted cross-entropy and focal loss.
+
+Cross-entropy, weighted or not, is a proper scoring rule: the prior correction of
+`models.forecaster.training_prior_ratio` undoes its weights exactly. Focal loss is not
+(it rewards under-confidence on easy rows); its probabilities rest on the calibration
+fitted on validation.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-
-def balanced_class_weights(y_index: np.ndarray, n_classes: int = 3) -> np.ndarray:
-    """n / (k * count_c), as scikit-learn's 'balanced'; absent classes get weight 1."""
-    counts = np.bincount(y_index, minlength=n_classes).astype(float)
-    weights = np.where(counts > 0, len(y_index) / (n_classes * np.maximum(counts, 1)), 1.0)
-    return weights
+from models.forecaster import balanced_class_weights
 
 
 class FocalLoss(nn.Module):
@@ -31,6 +32,12 @@ class FocalLoss(nn.Module):
         if self.alpha is not None:
             loss = loss * self.alpha[target]
         return loss.mean()
+
+
+def loss_class_weights(name: str, y_index: np.ndarray) -> np.ndarray | None:
+    """The class weights loss `name` applies: balanced ones for 'weighted-ce' and 'focal'
+    (its alpha), none for plain 'ce'."""
+    return None if name == "ce" else balanced_class_weights(y_index)
 
 
 def make_loss(name: str, class_weights: np.ndarray | None, gamma: float = 2.0) -> nn.Module:

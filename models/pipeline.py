@@ -1,5 +1,6 @@
 """From a features dataset to scored forecasts: inputs per model kind, fitting the model
-and every baseline on the same split, tuning decision rules on validation, scoring test.
+and every baseline on the same split, calibrating each on validation, tuning both
+policies (`models.policy`) on validation, scoring test.
 
 `train_run` (runs.py) and `walk_forward` (walkforward.py) both call `fit_and_score`, so a
 walk-forward block is exactly a small training run.
@@ -13,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from bookcast.errors import UserError
 from bookcast.timeutil import parse_duration_ns
-from features.dataset import (
+from features.labels import RoundTrips
+from models.baselines import AlwaysFlat, ImbalanceRule, LogisticForecaster
+from models.config import TrainConfig
+from models.dataset import (
     ASK_PX,
     BID_PX,
     BookScaler,
@@ -22,17 +27,19 @@ from features.dataset import (
     ModelData,
     SequenceView,
     Splits,
+    price_column_mask,
     valid_window_ends,
 )
-from models.baselines import AlwaysFlat, ImbalanceRule, LogisticForecaster
-from models.config import TrainConfig
-from models.evaluate import EdgeDecisionRule, class_report, probability_skill
+from models.evaluate import class_report, probability_skill
+from models.forecaster import Calibration, Forecaster, check_training_labels
+from models.policy import ClassificationPolicy, TradingPolicy
 
 BASELINES = ("always_flat", "imbalance_rule", "logistic_imbalance")
 
 
 def make_forecaster(config: TrainConfig, checkpoint_path: Path | None = None,
-                    progress: bool = False, feature_names: list[str] | None = None) -> Any:
+                    progress: bool = False, feature_names: list[str] | None = None
+                    ) -> Forecaster:
     """The estimator for `config.model`, every one with fit / predict_proba."""
     if config.model == "lightgbm":
         from models.lightgbm_model import LightGBMForecaster, bid_pressure_constraints
@@ -47,7 +54,7 @@ def make_forecaster(config: TrainConfig, checkpoint_path: Path | None = None,
     return TorchForecaster(config, checkpoint_path=checkpoint_path, progress=progress)
 
 
-def make_baseline(name: str, config: TrainConfig) -> Any:
+def make_baseline(name: str, config: TrainConfig) -> Forecaster:
     return {"always_flat": AlwaysFlat, "imbalance_rule": ImbalanceRule,
             "logistic_imbalance": lambda: LogisticForecaster("book", seed=config.seed)}[name]()
 
@@ -82,6 +89,25 @@ def input_window_ns(data: ModelData, config: TrainConfig) -> int:
     return max(config.window * data.interval_ns, features_lookback_ns(data.config))
 
 
+CLOCK_FEATURES = ("tod_sin", "tod_cos")
+DAY_NS = 86_400 * 1_000_000_000
+
+
+def without_short_clock(data: ModelData, train_span_ns: int) -> ModelData:
+    """Drop the time-of-day features when training covers less than a day: over a few
+    hours they only count the time since the start, and a model fitted on them
+    extrapolates that trend into the test hours instead of learning the clock."""
+    if train_span_ns >= DAY_NS:
+        return data
+    keep = [j for j, n in enumerate(data.feature_names) if n not in CLOCK_FEATURES]
+    if len(keep) == len(data.feature_names):
+        return data
+    from dataclasses import replace
+
+    return replace(data, features=data.features[:, keep],
+                   feature_names=[data.feature_names[j] for j in keep])
+
+
 def usable_rows(data: ModelData) -> np.ndarray:
     """Labelled rows with a two-sided book at `ts` (every baseline needs it)."""
     book_ok = np.isfinite(data.book[:, ASK_PX]) & np.isfinite(data.book[:, BID_PX])
@@ -114,6 +140,7 @@ class InputBuilder:
     scalers: Scalers
     window: int
     _scaled_book: np.ndarray | None = field(default=None, repr=False)
+    _mid_offset: np.ndarray | None = field(default=None, repr=False)
 
     def __call__(self, kind: str, rows: np.ndarray) -> Any:
         if kind == "raw_features":
@@ -125,7 +152,9 @@ class InputBuilder:
         if kind == "sequence":
             if self._scaled_book is None:
                 self._scaled_book = self.scalers.book.transform(self.data.book)
-            return SequenceView(self._scaled_book, rows, self.window)
+                self._mid_offset = self.scalers.book.mid_offset(self.data.book)
+            return SequenceView(self._scaled_book, rows, self.window, self._mid_offset,
+                                price_column_mask(self._scaled_book.shape[1]))
         raise ValueError(f"unknown input kind {kind}")
 
     def window_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -133,69 +162,118 @@ class InputBuilder:
         return rows[ok[rows]]
 
 
+def execution_trips(data: ModelData, latency_ns: int | None) -> RoundTrips:
+    """The taker round trip an order sent at each row's time would make: entered at the
+    first snapshot at or after ts + latency (one snapshot by default), closed one horizon
+    later. What the trading policy expects to earn; the label is the same at latency 0."""
+    latency = data.interval_ns if latency_ns is None else int(latency_ns)
+    return data.touch.round_trips(data.horizon_ns, data.touch.rows_at_or_after(data.ts + latency))
+
+
 @dataclass
 class Scored:
-    """One estimator fitted on a split: its test probabilities, signals and reports."""
+    """One estimator fitted on a split: calibrated probabilities, both policies, reports."""
 
     name: str
-    forecaster: Any
-    rule: EdgeDecisionRule | None
+    forecaster: Forecaster
+    calibration: Calibration
+    classification: ClassificationPolicy
+    trading: TradingPolicy
+    proba_val: np.ndarray
     proba_test: np.ndarray
-    signal_test: np.ndarray
+    signal_test: np.ndarray  # the trading policy's
+    classification_test: np.ndarray
     validation: dict[str, Any]
     test: dict[str, Any]
 
+    def rules(self) -> dict[str, Any]:
+        """What predicting with this estimator again needs besides the model itself."""
+        return {"calibration": self.calibration.to_dict(),
+                "classification_policy": self.classification.to_dict(),
+                "trading_policy": self.trading.to_dict()}
 
-def restrict_to_windows(splits: Splits, inputs: InputBuilder) -> Splits:
-    return Splits(train=inputs.window_rows(splits.train), val=inputs.window_rows(splits.val),
-                  test=inputs.window_rows(splits.test), embargo_ns=splits.embargo_ns)
 
-
-def fit_and_score(data: ModelData, splits: Splits, config: TrainConfig,
-                  checkpoint_path: Path | None = None, progress: bool = False,
-                  ) -> tuple[Splits, Scalers, dict[str, Scored]]:
-    """Fit the model and every baseline on `splits`, tune decision rules on validation,
-    report validation and test. Returns the rows actually used (DeepLOB drops rows
-    without a complete window) and the training-only scalers."""
-    scalers = Scalers.fit(data, splits.train)
-    inputs = InputBuilder(data, scalers, config.window)
+def used_splits(data: ModelData, splits: Splits, config: TrainConfig) -> Splits:
+    """The rows a run fits and scores: DeepLOB keeps rows with a complete input window, and
+    `max_train_rows` keeps the latest training rows."""
     if config.model == "deeplob":
-        splits = restrict_to_windows(splits, inputs)
+        ok = valid_window_ends(data.ts, data.gap, config.window, data.interval_ns)
+        splits = Splits(train=splits.train[ok[splits.train]], val=splits.val[ok[splits.val]],
+                        test=splits.test[ok[splits.test]], embargo_ns=splits.embargo_ns)
         if min(len(splits.train), len(splits.val), len(splits.test)) == 0:
-            from bookcast.errors import UserError
-
             raise UserError(f"Too few rows with a complete {config.window}-snapshot window "
                             "in some split for DeepLOB; use more data or a shorter --window.")
     if config.max_train_rows is not None and len(splits.train) > config.max_train_rows:
         splits = Splits(splits.train[-config.max_train_rows:], splits.val, splits.test,
                         splits.embargo_ns)
+    return splits
+
+
+def policy_report(y: np.ndarray, classification: np.ndarray, trading: np.ndarray,
+                  long_net: np.ndarray, short_net: np.ndarray) -> dict[str, Any]:
+    """Both policies side by side. Top level (what `bookcast runs` and the dashboard read):
+    macro-F1 and per-class figures of the classification policy, trades, net PnL and
+    break-even of the trading policy. Net returns are the execution's, at the run's fee."""
+    by_class = class_report(y, classification, long_net, short_net)
+    by_trade = class_report(y, trading, long_net, short_net)
+    return {"macro_f1": by_class["macro_f1"], "per_class": by_class["per_class"],
+            "confusion": by_class["confusion"], "n_trades": by_trade["n_trades"],
+            "net_pnl_bps": by_trade["net_pnl_bps"], "break_even": by_trade["break_even"],
+            "policies": {"classification": by_class, "trading": by_trade}}
+
+
+def score(name: str, est: Forecaster, inputs: InputBuilder, data: ModelData, splits: Splits,
+          exec_trips: RoundTrips) -> Scored:
+    """Fit one estimator, calibrate it on validation, tune both policies there, score test."""
     tr, va, te = splits.train, splits.val, splits.test
-    results: dict[str, Scored] = {}
+    kind = est.input_kind
+    est.fit(inputs(kind, tr), data.y[tr], inputs(kind, va), data.y[va])
+    raw_va, raw_te = est.predict_proba(inputs(kind, va)), est.predict_proba(inputs(kind, te))
+    calibration = (Calibration() if getattr(est, "calibrates_itself", False)
+                   else Calibration.fit(raw_va, data.y[va]))
+    p_va, p_te = calibration(raw_va), calibration(raw_te)
+    classification = ClassificationPolicy.tune(p_va, data.y[va])
+    long_net, short_net = exec_trips.net(data.fee_bps)
+    trading = TradingPolicy.fit(data.y[tr], exec_trips.long_gross[tr],
+                                exec_trips.short_gross[tr], data.fee_bps)
+    trading.tune(p_va, long_net[va], short_net[va])
+    s_va, s_te = trading.signals(p_va), trading.signals(p_te)
+    c_va, c_te = classification.signals(p_va), classification.signals(p_te)
+    before = probability_skill(data.y[te], raw_te)
+    return Scored(
+        name=name, forecaster=est, calibration=calibration, classification=classification,
+        trading=trading, proba_val=p_va, proba_test=p_te, signal_test=s_te,
+        classification_test=c_te,
+        validation=policy_report(data.y[va], c_va, s_va, long_net[va], short_net[va]),
+        test={**policy_report(data.y[te], c_te, s_te, long_net[te], short_net[te]),
+              "probability_skill": probability_skill(data.y[te], p_te),
+              "before_calibration": {k: before[k] for k in
+                                     ("brier", "log_loss", "ece_up", "ece_down")}},
+    )
+
+
+def fit_and_score(data: ModelData, splits: Splits, config: TrainConfig,
+                  checkpoint_path: Path | None = None, progress: bool = False,
+                  ) -> tuple[Splits, Scalers, dict[str, Scored]]:
+    """Fit the model and every baseline on `splits`, calibrate and tune on validation,
+    report validation and test. Returns the rows actually used (DeepLOB drops rows
+    without a complete window) and the training-only scalers."""
+    scalers = Scalers.fit(data, splits.train)
+    inputs = InputBuilder(data, scalers, config.window)
+    splits = used_splits(data, splits, config)
+    check_training_labels(data.y[splits.train], data.y[splits.val],
+                          f"at {data.fee_bps:g} bps per side over {data.horizon}")
+    exec_trips = execution_trips(data, config.latency_ns)
     estimators = [("model", make_forecaster(config, checkpoint_path, progress,
                                             data.feature_names))]
     estimators += [(name, make_baseline(name, config)) for name in BASELINES]
-    for name, est in estimators:
-        kind = est.input_kind
-        est.fit(inputs(kind, tr), data.y[tr], inputs(kind, va), data.y[va])
-        x_va, x_te = inputs(kind, va), inputs(kind, te)
-        p_va, p_te = est.predict_proba(x_va), est.predict_proba(x_te)
-        if est.own_decision_rule:
-            rule, s_va, s_te = None, est.predict(x_va), est.predict(x_te)
-        else:
-            rule = EdgeDecisionRule.fit(data.y[tr], data.long_net[tr], data.short_net[tr])
-            rule.tune(p_va, data.y[va])
-            s_va, s_te = rule.signals(p_va), rule.signals(p_te)
-        results[name] = Scored(
-            name=name, forecaster=est, rule=rule, proba_test=p_te, signal_test=s_te,
-            validation=class_report(data.y[va], s_va, data.long_net[va], data.short_net[va]),
-            test={**class_report(data.y[te], s_te, data.long_net[te], data.short_net[te]),
-                  "probability_skill": probability_skill(data.y[te], p_te)},
-        )
+    results = {name: score(name, est, inputs, data, splits, exec_trips)
+               for name, est in estimators}
     return splits, scalers, results
 
 
-def verdict(model: str, results: dict[str, Scored]) -> dict[str, Any]:
-    """Does the model beat every baseline? Stated plainly, on validation and test."""
+def verdict(model: str, results: dict[str, Scored], fee_bps: float) -> dict[str, Any]:
+    """Does the model beat every baseline? Stated plainly, with the fee it was judged at."""
     m = results["model"]
     best_val = max(results[b].validation["macro_f1"] for b in BASELINES)
     best_test = max(results[b].test["macro_f1"] for b in BASELINES)
@@ -203,13 +281,15 @@ def verdict(model: str, results: dict[str, Scored]) -> dict[str, Any]:
     beats = {"validation_macro_f1": m.validation["macro_f1"] > best_val,
              "test_macro_f1": m.test["macro_f1"] > best_test,
              "test_net_pnl": m.test["net_pnl_bps"] > best_pnl}
+    fee = f"at {fee_bps:g} bps per side"
     if all(beats.values()):
-        text = f"{model} beats every baseline on validation and test macro-F1 and on net PnL."
+        text = (f"{model} beats every baseline on validation and test macro-F1 and on net PnL "
+                f"{fee}.")
     elif not any(beats.values()):
         text = (f"{model} does NOT beat the baselines: not on validation macro-F1, not on test "
-                "macro-F1, not on net PnL after fees.")
+                f"macro-F1, not on net PnL {fee}.")
     else:
         won = ", ".join(k for k, v in beats.items() if v)
         lost = ", ".join(k for k, v in beats.items() if not v)
-        text = f"{model} beats every baseline on {won} but NOT on {lost}."
+        text = f"{model} beats every baseline on {won} but NOT on {lost} ({fee})."
     return {"beats_baselines": beats, "verdict": text}

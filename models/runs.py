@@ -20,21 +20,27 @@ from bookcast.errors import UserError
 from bookcast.paths import data_root, runs_dir
 from bookcast.schema import PREDICTION_COLUMNS
 from bookcast.timeutil import format_duration_ns
-from features.dataset import ModelData, Splits, chronological_splits, load_model_data
 from models.config import TrainConfig
-from models.evaluate import EdgeDecisionRule, class_report, write_plots
+from models.dataset import ModelData, Splits, chronological_splits, load_model_data
+from models.evaluate import write_plots
+from models.forecaster import Calibration
 from models.pipeline import (
     BASELINES,
     InputBuilder,
     Scalers,
     Scored,
+    execution_trips,
     fit_and_score,
     input_window_ns,
+    policy_report,
     usable_rows,
     verdict,
+    without_short_clock,
 )
+from models.policy import ClassificationPolicy, TradingPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VALIDATION_FILE = "validation_predictions.parquet"
 
 
 def code_version() -> str:
@@ -113,7 +119,9 @@ def load_forecaster(run_dir: Path, run: dict[str, Any]) -> Any:
 
 
 def prediction_frame(data: ModelData, rows: np.ndarray, proba: np.ndarray,
-                     signal: np.ndarray) -> Any:
+                     signal: np.ndarray, classification: np.ndarray | None = None) -> Any:
+    """PREDICTION_COLUMNS, then `signal` (the trading policy's decision at the run's fee)
+    and `signal_classification` (the classification policy's)."""
     import polars as pl
 
     y = pl.Series("y", data.y[rows], dtype=pl.Int8)
@@ -124,23 +132,29 @@ def prediction_frame(data: ModelData, rows: np.ndarray, proba: np.ndarray,
         "p_down": proba[:, 0], "p_flat": proba[:, 1], "p_up": proba[:, 2], "y": y,
         "signal": pl.Series(signal, dtype=pl.Int8),
     })
+    if classification is not None:
+        frame = frame.with_columns(signal_classification=pl.Series(classification,
+                                                                   dtype=pl.Int8))
     assert tuple(frame.columns[:len(PREDICTION_COLUMNS)]) == PREDICTION_COLUMNS
     return frame
 
 
-def metrics_payload(config: TrainConfig, results: dict[str, Scored]) -> dict[str, Any]:
+def metrics_payload(config: TrainConfig, data: ModelData, results: dict[str, Scored]
+                    ) -> dict[str, Any]:
     model = results["model"]
-    payload: dict[str, Any] = {"model": config.model, "split": "test", **model.test,
-                               "validation": model.validation, "baselines": {}}
+    payload: dict[str, Any] = {"model": config.model, "split": "test",
+                               "fee_bps": data.fee_bps, "horizon": data.horizon,
+                               **model.test, "validation": model.validation, "baselines": {}}
     for name in BASELINES:
         payload["baselines"][name] = {**results[name].test,
                                       "validation": results[name].validation}
-    payload.update(verdict(config.model, results))
+    payload.update(verdict(config.model, results, data.fee_bps))
     history = getattr(model.forecaster, "history_", None)
     if history is not None:
         payload["training"] = history.__dict__
     if hasattr(model.forecaster, "best_iteration_"):
-        payload["training"] = {"best_iteration": model.forecaster.best_iteration_}
+        payload["training"] = {"best_iteration": model.forecaster.best_iteration_,
+                               "selected_on": "validation log-loss"}
     return payload
 
 
@@ -162,6 +176,7 @@ def train_run(data_dir: str | Path | None, config: TrainConfig, progress: bool =
                            venue=config.venue, symbol=config.symbol, levels=config.levels,
                            fee_bps=config.fee_bps)
     splits = model_splits(data, config)
+    data = without_short_clock(data, int(data.ts[splits.train[-1]] - data.ts[splits.train[0]]))
     checkpoint = (checkpoint_path_for(root, config, data.fingerprint)
                   if config.model in ("mlp", "deeplob") else None)
     splits, scalers, results = fit_and_score(data, splits, config, checkpoint, progress)
@@ -198,6 +213,7 @@ def _write_run(run_dir: Path, run_id: str, data: ModelData, splits: Splits, scal
         "feature_set": data.feature_set, "venue": data.venue, "symbol": data.symbol,
         "fee_bps": data.fee_bps, "round_trip_cost_bps": 2 * data.fee_bps,
         "model_file": model_file, "input_kind": model.forecaster.input_kind,
+        "latency_ns": config.latency_ns if config.latency_ns is not None else data.interval_ns,
         "feature_names": data.feature_names, "price_level_features": data.price_columns,
         "levels": data.levels, "window": config.window,
         "data_range": {"first_ts": int(data.ts[0]), "last_ts": int(data.ts[-1]),
@@ -209,20 +225,30 @@ def _write_run(run_dir: Path, run_id: str, data: ModelData, splits: Splits, scal
         "device": device_name(choose_device(config.device)) if config.model in (
             "mlp", "deeplob") else "cpu",
         "config": config.to_dict(),
-        "decision_rule": model.rule.to_dict() if model.rule is not None else None,
+        # calibration and both policies of the model and of every baseline, so a stored run
+        # predicts, decides and re-derives its decision at another fee without refitting
+        "rules": model.rules(),
+        "baseline_rules": {b: results[b].rules() for b in BASELINES},
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _write_json(run_dir / "run.json", run)
     _write_json(run_dir / "normalisation.json",
                 {"fitted_on": "train split only", **scalers.to_dict()})
-    _write_json(run_dir / "metrics.json", metrics_payload(config, results))
-    prediction_frame(data, splits.test, model.proba_test, model.signal_test).write_parquet(
-        run_dir / "predictions.parquet")
+    _write_json(run_dir / "metrics.json", metrics_payload(config, data, results))
+    prediction_frame(data, splits.test, model.proba_test, model.signal_test,
+                     model.classification_test).write_parquet(run_dir / "predictions.parquet")
     import polars as pl
 
     pl.concat([prediction_frame(data, splits.test, results[b].proba_test,
-                                results[b].signal_test).with_columns(baseline=pl.lit(b))
+                                results[b].signal_test, results[b].classification_test)
+               .with_columns(baseline=pl.lit(b))
                for b in BASELINES]).write_parquet(run_dir / "baseline_predictions.parquet")
+    # Validation probabilities of every estimator: what re-tuning a policy at another fee
+    # or execution needs (the verdict, `bookcast backtest --fee-bps`), without refitting.
+    pl.concat([prediction_frame(data, splits.val, results[n].proba_val,
+                                results[n].trading.signals(results[n].proba_val))
+               .with_columns(estimator=pl.lit(n)) for n in ("model", *BASELINES)]
+              ).write_parquet(run_dir / VALIDATION_FILE)
     write_plots(run_dir, data.y[splits.test], model.proba_test, model.signal_test,
                 f"{config.model} {format_duration_ns(data.horizon_ns)}")
 
@@ -263,25 +289,44 @@ def list_runs(data_dir: str | Path | None) -> list[dict[str, Any]]:
         baselines = metrics.get("baselines", {})
         best = max(baselines.items(), key=lambda kv: kv[1].get("macro_f1", 0.0),
                    default=(None, {}))
+        skill = metrics.get("probability_skill") or {}
         rows.append({
             "run_id": run["run_id"], "kind": run.get("kind", "train"), "model": run["model"],
             "horizon": run["horizon"], "venue": run["venue"], "symbol": run["symbol"],
             "fee_bps": run["fee_bps"], "macro_f1": metrics.get("macro_f1"),
             "val_macro_f1": metrics.get("validation", {}).get("macro_f1"),
             "best_baseline": best[0], "best_baseline_macro_f1": best[1].get("macro_f1"),
+            "average_precision_up": skill.get("average_precision_up"),
+            "prevalence_up": skill.get("prevalence_up"),
             "n_trades": metrics.get("n_trades"), "net_pnl_bps": metrics.get("net_pnl_bps"),
             "beats_baselines": all(metrics.get("beats_baselines", {}).values() or [False]),
         })
     return rows
 
 
+def stored_rules(meta: dict[str, Any], estimator: str = "model"
+                 ) -> tuple[Calibration, ClassificationPolicy, TradingPolicy]:
+    """The calibration and both policies a run stored for `estimator` (model or a
+    baseline); a run written by an older bookcast has none and must be retrained."""
+    rules = meta.get("rules") if estimator == "model" else (
+        meta.get("baseline_rules") or {}).get(estimator)
+    if not rules:
+        raise UserError(f"The run {meta.get('run_id')} stores no calibration or decision "
+                        "policies (an older bookcast wrote it); retrain it with "
+                        "`bookcast train`.")
+    return (Calibration.from_dict(rules["calibration"]),
+            ClassificationPolicy.from_dict(rules["classification_policy"]),
+            TradingPolicy.from_dict(rules["trading_policy"]))
+
+
 def predict_with_run(run: str, data_dir: str | Path | None,
                      out: Path | None = None) -> tuple[Path, dict[str, Any] | None]:
     """Score the features dataset under `data_dir` with a stored run; rows without a
     label are scored too (their `y` is null). Returns the file and, where labels
-    exist, the report on them."""
+    exist, the report on them (both policies, at the run's fee)."""
     run_dir = find_run(data_dir, run)
     meta = read_run(run_dir)
+    calibration, classification, trading = stored_rules(meta)
     config = TrainConfig.from_dict(meta["config"])
     root = data_root(data_dir)
     data = load_model_data(root, meta["horizon_ns"], feature_set=meta["feature_set"],
@@ -302,17 +347,16 @@ def predict_with_run(run: str, data_dir: str | Path | None,
     if len(rows) == 0:
         raise UserError(f"No rows under {root} can be scored by run {meta['run_id']}.")
     forecaster = load_forecaster(run_dir, meta)
-    proba = forecaster.predict_proba(inputs(forecaster.input_kind, rows))
-    rule = EdgeDecisionRule.from_dict(meta["decision_rule"]) if meta["decision_rule"] else None
-    signal = rule.signals(proba) if rule else forecaster.predict(inputs(forecaster.input_kind,
-                                                                        rows))
+    proba = calibration(forecaster.predict_proba(inputs(forecaster.input_kind, rows)))
+    signal, by_class = trading.signals(proba), classification.signals(proba)
     out = out or root / "predictions" / f"run={meta['run_id']}" / "predictions.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    prediction_frame(data, rows, proba, signal).write_parquet(out)
-    labelled = rows[data.labelled[rows]]
+    prediction_frame(data, rows, proba, signal, by_class).write_parquet(out)
+    mask = data.labelled[rows]
     report = None
-    if len(labelled):
-        mask = data.labelled[rows]
-        report = class_report(data.y[labelled], signal[mask], data.long_net[labelled],
-                              data.short_net[labelled])
+    if mask.any():
+        labelled = rows[mask]
+        long_net, short_net = execution_trips(data, meta.get("latency_ns")).net(data.fee_bps)
+        report = policy_report(data.y[labelled], by_class[mask], signal[mask],
+                               long_net[labelled], short_net[labelled])
     return out, report

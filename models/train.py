@@ -1,5 +1,12 @@
 """The PyTorch training loop (one function, top to bottom) and the estimator wrapper
-that gives the networks the same fit / predict_proba surface as LightGBM."""
+that gives the networks the same fit / predict_proba surface as LightGBM.
+
+The weights kept are those of the epoch with the lowest validation log-loss of its
+probabilities after the prior correction and a calibration fitted on validation (the
+probabilities the rules will read): a proper score, which moves as soon as the network
+ranks moves better, where the argmax's macro-F1 stays flat while every argmax is 'flat',
+and which a weighted loss's growing over-confidence does not mistake for getting worse.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
-from models.baselines import CLASSES, correct_priors, to_index
 from models.config import TrainConfig
-from models.losses import balanced_class_weights, make_loss
+from models.forecaster import (
+    CLASSES,
+    Calibration,
+    correct_priors,
+    to_index,
+    training_prior_ratio,
+)
+from models.losses import loss_class_weights, make_loss
 from models.nets import MLP, DeepLOB
 
 
@@ -74,7 +86,7 @@ def _whole_batch(batch: Any) -> Any:
 class TrainHistory:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
-    best_val_macro_f1: float = -1.0
+    best_val_log_loss: float = float("inf")
     resumed_from_epoch: int | None = None
     samples_per_second: float = 0.0
 
@@ -94,7 +106,8 @@ def predict_logits(net: nn.Module, X: Any, device: torch.device, batch_size: int
 def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray,
                   config: TrainConfig, checkpoint_path: Path | None = None,
                   progress: bool = False) -> TrainHistory:
-    """Train `net` on labels y (-1/0/+1); keep the weights with the best validation macro-F1.
+    """Train `net` on labels y (-1/0/+1); keep the weights with the lowest validation
+    log-loss of the probabilities after `prior_ratio` (the undo of the run's reweighting).
 
     Imbalance: the loss is CE, class-weighted CE or focal (config.loss), and the sampler
     may draw training rows class-balanced (config.sampler); neither touches validation.
@@ -105,14 +118,17 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
     device = choose_device(config.device)
     net.to(device)
     y_idx = to_index(y)
-    weights = balanced_class_weights(y_idx)
+    weights = loss_class_weights(config.loss, y_idx)
+    ratio = training_prior_ratio(y, weights, config.sampler == "balanced")
     loss_fn = make_loss(config.loss, weights, config.focal_gamma).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     if config.sampler == "balanced":  # rows drawn with probability 1/count(class)
-        sampler = WeightedRandomSampler(torch.as_tensor(weights[y_idx]), num_samples=len(y_idx),
-                                        replacement=True, generator=generator)
+        counts = np.bincount(y_idx, minlength=3).astype(float)
+        sampler = WeightedRandomSampler(torch.as_tensor(1.0 / counts[y_idx]),
+                                        num_samples=len(y_idx), replacement=True,
+                                        generator=generator)
     else:
         sampler = RandomSampler(range(len(y_idx)), generator=generator)
     loader = DataLoader(ArrayBatches(X, y_idx), batch_size=config.batch_size, sampler=sampler,
@@ -151,13 +167,13 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
             total_loss, batches, seen = total_loss + loss.item(), batches + 1, seen + len(yb)
         busy += time.perf_counter() - started
 
-        val_pred = predict_logits(net, X_val, device).argmax(axis=1) - 1
-        val_f1 = float(f1_score(y_val, val_pred, labels=CLASSES, average="macro",
-                                zero_division=0))
+        raw_loss, val_loss = validation_log_loss(predict_logits(net, X_val, device), y_val,
+                                                 ratio)
         history.epochs.append({"epoch": epoch, "train_loss": total_loss / max(batches, 1),
-                               "val_macro_f1": val_f1})
-        if val_f1 > history.best_val_macro_f1:
-            history.best_epoch, history.best_val_macro_f1, stale = epoch, val_f1, 0
+                               "val_log_loss_uncalibrated": raw_loss,
+                               "val_log_loss": val_loss})
+        if val_loss < history.best_val_log_loss - 1e-9:
+            history.best_epoch, history.best_val_log_loss, stale = epoch, val_loss, 0
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
@@ -175,12 +191,29 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
     return history
 
 
+def probabilities(logits: np.ndarray, prior_ratio: np.ndarray) -> np.ndarray:
+    """Softmax of the network's logits, mapped back to the true class frequencies."""
+    proba = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    return correct_priors(proba, prior_ratio)
+
+
+def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    p = proba[np.arange(len(y)), to_index(y)]
+    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0)))) if len(y) else 0.0
+
+
+def validation_log_loss(logits: np.ndarray, y: np.ndarray, prior_ratio: np.ndarray
+                        ) -> tuple[float, float]:
+    """(log-loss after the prior correction, log-loss after calibrating that on y too)."""
+    proba = probabilities(logits, prior_ratio)
+    return log_loss(proba, y), log_loss(Calibration.fit(proba, y)(proba), y)
+
+
 class TorchForecaster:
     """DeepLOB (input: book windows, (n, T, levels*4)) or MLP (input: scaled features)
     behind fit / predict_proba. Probabilities are corrected back to the true class
-    frequencies when a weighted loss or the balanced sampler skewed them in training."""
-
-    own_decision_rule = False
+    frequencies when a weighted loss, the balanced sampler or both skewed them in
+    training (`training_prior_ratio`)."""
 
     def __init__(self, config: TrainConfig, checkpoint_path: Path | None = None,
                  progress: bool = False) -> None:
@@ -204,14 +237,9 @@ class TorchForecaster:
         self.history_ = train_network(self.net_, X, y, X_val, y_val, self.config,
                                       self.checkpoint_path, self.progress)
         self.net_.to("cpu")
-        counts = np.bincount(to_index(y), minlength=3).astype(float)
-        prior = counts / max(counts.sum(), 1.0)
-        if self.config.sampler == "balanced":
-            self.prior_ratio_ = prior * 3.0
-        elif self.config.loss in ("weighted-ce", "focal"):
-            self.prior_ratio_ = 1.0 / balanced_class_weights(to_index(y))
-        else:
-            self.prior_ratio_ = np.ones(3)
+        self.prior_ratio_ = training_prior_ratio(
+            y, loss_class_weights(self.config.loss, to_index(y)),
+            self.config.sampler == "balanced")
         self.classes_ = CLASSES
         return self
 
@@ -221,8 +249,7 @@ class TorchForecaster:
         logits = predict_logits(self.net_, X, device, batch_size=max(self.config.batch_size,
                                                                        256))
         self.net_.to("cpu")
-        proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float64)
-        return correct_priors(proba, self.prior_ratio_)
+        return probabilities(logits, self.prior_ratio_)
 
     def state(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "n_features": self.n_features_,

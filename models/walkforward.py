@@ -18,10 +18,17 @@ import numpy as np
 from bookcast.errors import UserError
 from bookcast.paths import data_root, runs_dir
 from bookcast.timeutil import format_duration_ns
-from features.dataset import load_model_data, window_splits
 from models.config import TrainConfig
-from models.evaluate import class_report
-from models.pipeline import BASELINES, fit_and_score, input_window_ns, usable_rows
+from models.dataset import load_model_data, window_splits
+from models.pipeline import (
+    BASELINES,
+    execution_trips,
+    fit_and_score,
+    input_window_ns,
+    policy_report,
+    usable_rows,
+    without_short_clock,
+)
 from models.runs import _iso, _write_json, code_version, new_run_id, prediction_frame
 
 
@@ -37,6 +44,7 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
     data = load_model_data(root, config.horizon_ns, feature_set=config.feature_set,
                            venue=config.venue, symbol=config.symbol, levels=config.levels,
                            fee_bps=config.fee_bps)
+    data = without_short_clock(data, train_ns)
     usable = usable_rows(data)
     window_ns = input_window_ns(data, config)
     starts = range(int(data.ts[0]), int(data.ts[-1]) - train_ns, step_ns)
@@ -64,7 +72,8 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
                            "val_macro_f1": scored.validation["macro_f1"],
                            "n_trades": scored.test["n_trades"],
                            "net_pnl_bps": scored.test["net_pnl_bps"]}
-            pooled[name].append((scored.proba_test, scored.signal_test))
+            pooled[name].append((scored.proba_test, scored.signal_test,
+                                 scored.classification_test))
         pooled_rows.append(used.test)
         blocks.append(block)
     if not blocks:
@@ -73,12 +82,15 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
                         f"window is {format_duration_ns(train_ns)} plus a "
                         f"{format_duration_ns(step_ns)} step; shorten --train-window.")
     rows = np.concatenate(pooled_rows)
+    long_net, short_net = execution_trips(data, config.latency_ns).net(data.fee_bps)
     aggregate = {}
     for name, parts in pooled.items():
-        signal = np.concatenate([s for _, s in parts])
-        aggregate[name] = class_report(data.y[rows], signal, data.long_net[rows],
-                                       data.short_net[rows])
-    summary = {"model": config.model, "blocks": blocks, "aggregate": aggregate,
+        signal = np.concatenate([s for _, s, _ in parts])
+        by_class = np.concatenate([c for _, _, c in parts])
+        aggregate[name] = policy_report(data.y[rows], by_class, signal, long_net[rows],
+                                        short_net[rows])
+    summary = {"model": config.model, "fee_bps": data.fee_bps, "blocks": blocks,
+               "aggregate": aggregate,
                "macro_f1": aggregate["model"]["macro_f1"],
                "baselines": {b: aggregate[b] for b in BASELINES},
                "beats_baselines": {"aggregate_macro_f1": aggregate["model"]["macro_f1"] > max(
@@ -96,6 +108,8 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
             "horizon": format_duration_ns(data.horizon_ns), "horizon_ns": data.horizon_ns,
             "feature_set": data.feature_set, "venue": data.venue, "symbol": data.symbol,
             "fee_bps": data.fee_bps, "feature_names": data.feature_names,
+            "latency_ns": (config.latency_ns if config.latency_ns is not None
+                           else data.interval_ns),
             "train_window": format_duration_ns(train_ns), "step": format_duration_ns(step_ns),
             "data_range": {"first": _iso(int(data.ts[0])), "last": _iso(int(data.ts[-1]))},
             "splits": {"blocks": [{k: b[k] for k in ("train_start", "test_start", "test_end")}
@@ -104,9 +118,11 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
             "config": config.to_dict(),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
         _write_json(tmp / "metrics.json", summary)
-        proba = np.concatenate([p for p, _ in pooled["model"]])
-        signal = np.concatenate([s for _, s in pooled["model"]])
-        prediction_frame(data, rows, proba, signal).write_parquet(tmp / "predictions.parquet")
+        proba = np.concatenate([p for p, _, _ in pooled["model"]])
+        signal = np.concatenate([s for _, s, _ in pooled["model"]])
+        by_class = np.concatenate([c for _, _, c in pooled["model"]])
+        prediction_frame(data, rows, proba, signal, by_class).write_parquet(
+            tmp / "predictions.parquet")
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

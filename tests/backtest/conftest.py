@@ -88,3 +88,26 @@ def hand() -> SimpleNamespace:
     return SimpleNamespace(write_snapshots=write_snapshots, write_run=write_run,
                            random_walk_book=random_walk_book, T0=T0, SECOND=SECOND,
                            VENUE=VENUE, SYMBOL=SYMBOL)
+
+
+MODELS_TESTS = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.fixture(scope="session")
+def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The models' synthetic book (level-1 imbalance drives the next moves), its features,
+    and a LightGBM and a logistic run at 10 s and fee 0: what a verdict judges."""
+    import sys
+
+    sys.path.insert(0, str(MODELS_TESTS))
+    from book_fixture import NS, build_dataset
+
+    from models.config import TrainConfig
+    from models.runs import train_run
+
+    root = tmp_path_factory.mktemp("verdict") / "data"
+    build_dataset(root, 3000, seed=0, gap_at=1500)
+    for model in ("lightgbm", "logistic"):
+        train_run(root, TrainConfig(model=model, horizon_ns=10 * NS, feature_set="compact",
+                                    window=20), run_id=f"{model}-10s")
+    return root

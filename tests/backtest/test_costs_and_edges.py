@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backtest import BacktestConfig, book_from_levels, run_backtest
-from backtest.stats import block_bootstrap_ci
+from backtest.significance import batch_means_interval
 
 SECOND = 1_000_000_000
 T0 = 1_723_161_600_000_000_000
@@ -204,9 +204,9 @@ def test_maker_entries_fill_only_when_the_price_trades_through() -> None:
     assert result.stats["skipped"] == {"maker_unfilled": 1}
 
 
-def test_block_bootstrap_interval_covers_the_mean_and_narrows_with_data() -> None:
+def test_batch_means_interval_covers_the_mean_and_narrows_with_data() -> None:
     rng = np.random.default_rng(0)
-    small = block_bootstrap_ci(rng.normal(1.0, 1.0, 50), rng)
-    large = block_bootstrap_ci(rng.normal(1.0, 1.0, 5000), rng)
+    small = batch_means_interval(rng.normal(1.0, 1.0, 50))
+    large = batch_means_interval(rng.normal(1.0, 1.0, 5000))
     assert small[0] < 1.0 < small[1] and large[0] < 1.0 < large[1]
     assert large[1] - large[0] < (small[1] - small[0]) / 4

@@ -99,27 +99,62 @@ def test_commands_raise_a_one_sentence_user_error_on_an_empty_data_dir(tmp_path)
 
 
 def direct_opportunities(root: Path, h: int, fee_bps: float) -> tuple[int, int, int, float]:
-    """Rows, long wins, short wins, sum |move| bps: a plain loop over each partition's rows."""
+    """Rows, long wins, short wins, sum |move| bps: a plain loop over the rows of every date
+    partition in time order (a round trip may end in the next day's partition)."""
     rows = longs = shorts = 0
     moves = 0.0
+    t: dict[str, list] = {"ts": [], "gap": [], "bid_px": [], "ask_px": []}
     for part in sorted((root / "snapshots").rglob("*.parquet")):
         table = pq.read_table(part)
-        t = table.to_pydict()
-        ts = table.column("ts").cast("int64").to_pylist()
+        t["ts"] += table.column("ts").cast("int64").to_pylist()
+        for key in ("gap", "bid_px", "ask_px"):
+            t[key] += table.column(key).to_pylist()
+    ts = t["ts"]
+    for i in range(len(ts)):
+        j = i + h
+        if j >= len(ts) or ts[j] != ts[i] + h * S or any(t["gap"][i + 1:j + 1]):
+            continue
+        bid, ask = t["bid_px"][i][0], t["ask_px"][i][0]
+        bid_h, ask_h = t["bid_px"][j][0], t["ask_px"][j][0]
+        rows += 1
+        mid, mid_h = (bid + ask) / 2, (bid_h + ask_h) / 2
+        moves += abs(mid_h / mid - 1) * 1e4
+        if bid_h / ask - 1 > 2 * fee_bps * 1e-4:
+            longs += 1
+        elif 1 - ask_h / bid > 2 * fee_bps * 1e-4:
+            shorts += 1
+    return rows, longs, shorts, moves
+
+
+def test_labels_cross_midnight_on_real_binance(binance_btc):
+    """The capture runs 23:54 -> 00:05 UTC: labels of the last minute of the first day come
+    from the second day's book, equal to a plain loop over both partitions in time order."""
+    horizons = [S, 10 * S, 60 * S]
+    build_features(binance_btc, "default", horizons, fee_bps=1.0)
+    built = pl.read_parquet(binance_btc / "features" / "default" / "**" / "*.parquet",
+                            hive_partitioning=True).sort("ts")
+    assert built["date"].n_unique() == 2
+    snaps = pl.concat([pl.read_parquet(p) for p in
+                       sorted((binance_btc / "snapshots").rglob("*.parquet"))]).sort("ts")
+    ts = snaps["ts"].dt.epoch("ns").to_list()
+    gap, bids, asks = snaps["gap"].to_list(), snaps["bid_px"].to_list(), snaps["ask_px"].to_list()
+    cost = 2 * 1.0 * 1e-4
+    for h, name in ((1, "1s"), (10, "10s"), (60, "1m")):
+        expected = []
         for i in range(len(ts)):
             j = i + h
-            if j >= len(ts) or ts[j] != ts[i] + h * S or any(t["gap"][i + 1:j + 1]):
-                continue
-            bid, ask = t["bid_px"][i][0], t["ask_px"][i][0]
-            bid_h, ask_h = t["bid_px"][j][0], t["ask_px"][j][0]
-            rows += 1
-            mid, mid_h = (bid + ask) / 2, (bid_h + ask_h) / 2
-            moves += abs(mid_h / mid - 1) * 1e4
-            if bid_h / ask - 1 > 2 * fee_bps * 1e-4:
-                longs += 1
-            elif 1 - ask_h / bid > 2 * fee_bps * 1e-4:
-                shorts += 1
-    return rows, longs, shorts, moves
+            if j >= len(ts) or ts[j] != ts[i] + h * S or any(gap[i + 1:j + 1]):
+                expected.append(None)
+            elif bids[j][0] / asks[i][0] - 1 > cost:
+                expected.append(1)
+            elif 1 - asks[j][0] / bids[i][0] > cost:
+                expected.append(-1)
+            else:
+                expected.append(0)
+        assert built[f"y_{name}"].to_list() == expected
+        first_day = built.filter(pl.col("date") == built["date"].min())
+        assert first_day[f"y_{name}"].tail(h).null_count() == 0  # no hole at midnight
+        assert first_day[f"fwd_ret_{name}"].tail(h).null_count() == 0
 
 
 def test_opportunities_on_real_binance_match_a_direct_recomputation(binance_btc):

@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 from book_fixture import NS
 
-from features.dataset import load_model_data
 from models.baselines import ImbalanceRule, LogisticForecaster
 from models.config import TrainConfig
+from models.dataset import load_model_data
+from models.policy import ClassificationPolicy
 from models.runs import model_splits, predict_with_run
 
 H = 10 * NS
@@ -26,6 +27,8 @@ def fitted_imbalance_models(book_data_dir):
     s = model_splits(data, TrainConfig(feature_set="compact", window=20))
     rule = ImbalanceRule().fit(data.book[s.train], data.y[s.train], data.book[s.val],
                                data.y[s.val])
+    rule.policy = ClassificationPolicy.tune(rule.predict_proba(data.book[s.val]), data.y[s.val])
+    rule.predict = lambda X: rule.policy.signals(rule.predict_proba(X))
     logistic = LogisticForecaster("book").fit(data.book[s.train], data.y[s.train])
     return data, s, rule, logistic
 

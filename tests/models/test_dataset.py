@@ -7,7 +7,8 @@ import pytest
 from book_fixture import NS
 
 from bookcast.errors import UserError
-from features.dataset import (
+from models.config import TrainConfig
+from models.dataset import (
     FeatureScaler,
     SequenceView,
     chronological_splits,
@@ -15,7 +16,6 @@ from features.dataset import (
     valid_window_ends,
     window_splits,
 )
-from models.config import TrainConfig
 from models.pipeline import input_window_ns, usable_rows
 from models.runs import model_splits
 
@@ -67,12 +67,35 @@ def test_normalisation_statistics_come_from_training_rows_only(book_data_dir):
     np.testing.assert_array_equal(before.std, after.std)
 
 
-def test_net_returns_agree_with_the_feature_builders_labels(book_data_dir):
+def test_labels_and_net_returns_are_the_feature_builders_round_trip(book_data_dir):
+    import polars as pl
+
     data = load_model_data(book_data_dir, H, feature_set="compact")
-    rows = np.flatnonzero(data.labelled & np.isfinite(data.long_net))
-    assert len(rows) > 0.8 * data.labelled.sum()
-    np.testing.assert_array_equal(data.long_net[rows] > 0, data.y[rows] == 1)
-    np.testing.assert_array_equal(data.short_net[rows] > 0, data.y[rows] == -1)
+    rows = data.labelled
+    assert rows.sum() > 0.9 * len(data) and np.isfinite(data.long_net[rows]).all()
+    long_pays, short_pays = data.long_net[rows] > 0, data.short_net[rows] > 0
+    np.testing.assert_array_equal(data.y[rows] == 1, long_pays)
+    np.testing.assert_array_equal(data.y[rows] == -1, short_pays & ~long_pays)
+    stored = pl.read_parquet(book_data_dir / "features" / "compact" / "**" / "*.parquet"
+                             ).sort("ts")["y_10s"]
+    np.testing.assert_array_equal(stored.is_not_null().to_numpy(), rows)
+    np.testing.assert_array_equal(stored.drop_nulls().to_numpy(), data.y[rows])
+
+
+def test_labels_at_another_fee_equal_a_plain_loop_over_the_book(book_data_dir):
+    data = load_model_data(book_data_dir, H, feature_set="compact", fee_bps=2.0)
+    cost, n = 2 * 2.0 * 1e-4, 10
+    ask, bid = data.book[:, 0], data.book[:, 2]
+    for i in range(len(data)):
+        j = i + n
+        if j >= len(data) or data.ts[j] != data.ts[i] + H or data.gap[i + 1:j + 1].any():
+            assert not data.labelled[i]
+            continue
+        expected = (1 if bid[j] / ask[i] - 1 > cost else -1 if 1 - ask[j] / bid[i] > cost
+                    else 0)
+        assert data.labelled[i] and data.y[i] == expected, i
+    assert data.at_fee(0.0).y.tolist() == load_model_data(book_data_dir, H,
+                                                          feature_set="compact").y.tolist()
 
 
 def test_price_level_features_become_distance_from_mid(book_data_dir):

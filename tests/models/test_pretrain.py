@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from features.dataset import SequenceView
 from models.baselines import AlwaysFlat, ImbalanceRule, LogisticForecaster
 from models.config import TrainConfig
+from models.dataset import SequenceView
 from models.lightgbm_model import LightGBMForecaster
 from models.losses import FocalLoss, make_loss
 from models.nets import MLP, DeepLOB, count_parameters
@@ -141,3 +141,18 @@ def test_training_is_deterministic_for_a_seed():
     a = TorchForecaster(config).fit(X, y, X, y).predict_proba(X)
     b = TorchForecaster(config).fit(X, y, X, y).predict_proba(X)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LightGBMForecaster(TrainConfig(lgbm_rounds=5)),
+    lambda: LogisticForecaster("features"),
+    lambda: TorchForecaster(TrainConfig(model="mlp", epochs=1)),
+    lambda: TorchForecaster(TrainConfig(model="deeplob", epochs=1)),
+    AlwaysFlat, ImbalanceRule, lambda: LogisticForecaster("book"),
+])
+def test_every_model_and_baseline_is_a_forecaster(make):
+    from models.forecaster import Forecaster
+
+    estimator = make()
+    assert isinstance(estimator, Forecaster)
+    assert estimator.input_kind in ("book", "features", "raw_features", "sequence")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -96,3 +97,17 @@ def test_user_mistakes_end_in_one_sentence_and_exit_2(tmp_path, args, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_runs_prints_whole_run_ids_in_100_columns(book_data_dir, lightgbm_run):
+    import os
+
+    proc = subprocess.run([str(Path(sys.executable).parent / "bookcast"), "runs",
+                           "--data-dir", str(book_data_dir)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "100"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= 100 and "…" not in line for line in lines)
+    for run_id in (r["run_id"] for r in list_runs(book_data_dir)):
+        assert any(run_id in line.split() for line in lines), run_id
+    assert "(bps)" in proc.stdout and "(bps" in proc.stdout.split("net", 1)[1]

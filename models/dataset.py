@@ -1,11 +1,13 @@
 """Datasets for models: the features table joined to the raw book, split by time.
 
-What a model trains on, in one place:
+What a model trains on, in one place (its only callers are in `models/`):
 
 - `load_model_data` reads `features/<set>/venue=/symbol=/date=/part-*.parquet` for one
   (venue, symbol), sorts it by `ts`, and aligns the raw book of the snapshots dataset on
-  `ts` (DeepLOB's input and the imbalance baselines), plus the net return a long or a
-  short would have earned over the horizon after the round-trip fee (DESIGN.md labels).
+  `ts` (DeepLOB's input and the imbalance baselines). The labels and the net returns of a
+  long and a short come from `features.labels.round_trips` on the snapshots, at the run's
+  fee: the same definition the features were labelled with (checked row for row where
+  the fees agree), re-derived exactly at any other fee.
 - `chronological_splits` cuts train / validation / test in time order with a purge and
   embargo of horizon + input window between them, so no training label or input window
   reaches into the next split.
@@ -13,7 +15,7 @@ What a model trains on, in one place:
   rows only; they serialise to JSON and are stored with the run that used them.
 - `SequenceView` serves windows of T snapshots x (levels x 4) book values as a strided
   view over one (N, levels x 4) array (in memory or memory-mapped): nothing is copied
-  until a batch is indexed.
+  until a batch is indexed. DeepLOB's prices are bps from the window's last mid.
 
 Book layout (FI-2010 / DeepLOB order): for each level 1..L, `ask_px, ask_sz, bid_px,
 bid_sz`; column `4*(l-1) + k`.
@@ -33,6 +35,7 @@ import numpy as np
 from bookcast.errors import UserError
 from bookcast.paths import features_dir, partition_dir, path_safe
 from bookcast.timeutil import format_duration_ns
+from features.labels import RoundTrips, round_trips
 
 NON_FEATURE_COLUMNS = frozenset({"ts", "venue", "symbol", "date"})
 CLASSES = (-1, 0, 1)  # class index = label + 1: 0 down, 1 flat, 2 up
@@ -40,17 +43,37 @@ ASK_PX, ASK_SZ, BID_PX, BID_SZ = 0, 1, 2, 3
 
 
 def is_feature_column(name: str) -> bool:
-    """Every column that is not a key, a forward return or a label is a model input."""
+    """Every column of the features dataset that is not a key, a forward return or a label
+    is a model input."""
     return not (name in NON_FEATURE_COLUMNS or name.startswith(("fwd_ret_", "y_")))
+
+
+@dataclass(frozen=True)
+class Touch:
+    """Every snapshot of a venue/symbol in time order: the best prices, for round trips
+    entered at any row (a later entry under latency, the oracle)."""
+
+    ts: np.ndarray
+    gap: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+
+    def round_trips(self, horizon_ns: int, entry: np.ndarray) -> RoundTrips:
+        return round_trips(self.ts, self.gap, self.bid, self.ask, horizon_ns, entry)
+
+    def rows_at_or_after(self, ts: np.ndarray) -> np.ndarray:
+        """The snapshot an order sent at `ts` executes at (len(ts) past the data)."""
+        return np.searchsorted(self.ts, ts, side="left")
 
 
 @dataclass
 class ModelData:
     """One (venue, symbol) of a features dataset, time-ordered, as NumPy arrays.
 
-    Row i of every array is the same `ts`. `y` is -1/0/+1 where labelled, `labelled`
-    says where; `book` is (N, levels*4) raw values aligned on `ts` (NaN where the
-    snapshot is missing); `long_net`/`short_net` are fractions after both fees.
+    Row i of every array is the same `ts`. `y` is -1/0/+1 at `fee_bps` where labelled,
+    `labelled` says where; `book` is (N, levels*4) raw values aligned on `ts` (NaN where
+    the snapshot is missing); `trips` are the rows' round trips over the horizon (gross),
+    `long_net`/`short_net` the same after both fees at `fee_bps`.
     """
 
     venue: str
@@ -65,8 +88,8 @@ class ModelData:
     labelled: np.ndarray
     book: np.ndarray
     gap: np.ndarray
-    long_net: np.ndarray
-    short_net: np.ndarray
+    trips: RoundTrips
+    touch: Touch
     interval_ns: int
     levels: int
     config: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +102,24 @@ class ModelData:
     @property
     def horizon(self) -> str:
         return format_duration_ns(self.horizon_ns)
+
+    @property
+    def long_net(self) -> np.ndarray:
+        return self.trips.net(self.fee_bps)[0]
+
+    @property
+    def short_net(self) -> np.ndarray:
+        return self.trips.net(self.fee_bps)[1]
+
+    def at_fee(self, fee_bps: float) -> ModelData:
+        """The same rows with labels and net returns at another fee (exact: fees only
+        shift the round trips' net returns)."""
+        from dataclasses import replace
+
+        y = self.trips.labels(fee_bps)
+        return replace(self, fee_bps=float(fee_bps),
+                       y=np.nan_to_num(y, nan=0.0).astype(np.int8),
+                       labelled=np.isfinite(y))
 
 
 def _pairs(root: Path) -> list[tuple[str, str]]:
@@ -141,14 +182,18 @@ def load_features_config(data_dir: Path, feature_set: str) -> dict[str, Any]:
         raise UserError(f"The feature-set configuration {path} is not valid JSON: {exc}.") from None
 
 
-def config_fee_bps(config: dict[str, Any]) -> float | None:
-    """The taker fee per side the labels were built with, as the features config names it."""
+def config_fee_bps(config: dict[str, Any], venue: str | None = None) -> float | None:
+    """The taker fee per side the labels were built with, as the features config names it
+    (one figure for the whole set, else the venue's)."""
     for key in ("fee_bps", "taker_fee_bps", "fee_bps_per_side"):
         if isinstance(config.get(key), int | float):
             return float(config[key])
+    by_venue = (config.get("fee") or {}).get("taker_bps_by_venue") or {}
+    if venue is not None and isinstance(by_venue.get(venue), int | float):
+        return float(by_venue[venue])
     labels = config.get("labels")
     if isinstance(labels, dict):
-        return config_fee_bps(labels)
+        return config_fee_bps(labels, venue)
     return None
 
 
@@ -187,35 +232,16 @@ def load_snapshot_book(data_dir: Path, venue: str, symbol: str,
             "is needed beside the features (run `bookcast replay` or `bookcast collect`)."
         )
     cols = ["ts", "gap", "bid_px", "bid_sz", "ask_px", "ask_sz"]
-    frame = pl.concat([pl.read_parquet(f, columns=cols) for f in files]).sort("ts")
+    parts = []
+    for path in files:
+        try:
+            parts.append(pl.read_parquet(path, columns=cols))
+        except Exception as exc:  # polars raises several types for a damaged file
+            raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
+    frame = pl.concat(parts).sort("ts")
     book = book_matrix(frame, levels)
     ts = frame["ts"].dt.epoch("ns").to_numpy().astype(np.int64)
     return ts, frame["gap"].fill_null(False).to_numpy().astype(bool), book
-
-
-def net_trade_returns(snap_ts: np.ndarray, snap_gap: np.ndarray, snap_book: np.ndarray,
-                      ts: np.ndarray, horizon_ns: int,
-                      fee_bps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Net return of a long (buy ask now, sell bid at t+h) and a short, after both fees.
-
-    Exactly the quantities the fee-aware label compares with zero (DESIGN.md); NaN past
-    the data, across a gap, or where `ts` has no snapshot.
-    """
-    now = np.searchsorted(snap_ts, ts)
-    now_c = np.minimum(now, len(snap_ts) - 1)
-    exact = snap_ts[now_c] == ts
-    later = np.searchsorted(snap_ts, ts + horizon_ns, side="right") - 1
-    gaps_so_far = np.cumsum(snap_gap)
-    later_c = np.clip(later, 0, len(snap_ts) - 1)
-    crosses_gap = gaps_so_far[later_c] != gaps_so_far[now_c]
-    inside = (ts + horizon_ns) <= snap_ts[-1]
-    ok = exact & inside & ~crosses_gap
-    cost = 2.0 * fee_bps / 1e4
-    ask0, bid0 = snap_book[now_c, ASK_PX], snap_book[now_c, BID_PX]
-    ask1, bid1 = snap_book[later_c, ASK_PX], snap_book[later_c, BID_PX]
-    long_net = np.where(ok, bid1 / ask0 - 1.0 - cost, np.nan)
-    short_net = np.where(ok, 1.0 - ask1 / bid0 - cost, np.nan)
-    return long_net, short_net
 
 
 def price_level_columns(features: np.ndarray, names: list[str], mid: np.ndarray) -> list[str]:
@@ -253,8 +279,10 @@ def load_model_data(data_dir: str | Path, horizon_ns: int, *, feature_set: str =
                     price_columns: list[str] | None = None) -> ModelData:
     """Read one venue/symbol of a features dataset with its aligned raw book.
 
-    Price-level feature columns (detected, or `price_columns` as a stored run names them)
-    are turned into bps from the mid; see `relative_to_mid`.
+    Labels are at `fee_bps` (default: the fee the features were labelled with), from the
+    one round-trip function on the snapshots. Price-level feature columns (detected, or
+    `price_columns` as a stored run names them) become bps from the mid; see
+    `relative_to_mid`.
     """
     import polars as pl
 
@@ -263,8 +291,12 @@ def load_model_data(data_dir: str | Path, horizon_ns: int, *, feature_set: str =
     files = feature_files(data_dir, feature_set, venue, symbol_dir)
     if not files:
         raise UserError(f"The features dataset for {venue}/{symbol_dir} has no Parquet files.")
-    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files],
-                      how="diagonal_relaxed").sort("ts")
+    try:
+        frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files],
+                          how="diagonal_relaxed").sort("ts")
+    except Exception as exc:  # polars raises several types for a damaged file
+        raise UserError(f"The features under {files[0].parent.parent} cannot be read "
+                        f"({exc}); rebuild them with `bookcast features`.") from None
     if frame.height == 0:
         raise UserError(f"The features dataset for {venue}/{symbol_dir} is empty.")
     horizon = format_duration_ns(horizon_ns)
@@ -277,29 +309,32 @@ def load_model_data(data_dir: str | Path, horizon_ns: int, *, feature_set: str =
         )
     symbol_name = _symbol_from_metadata(files[0]) or symbol_dir
     config = load_features_config(data_dir, feature_set)
+    features_fee = config_fee_bps(config, venue)
     if fee_bps is None:
-        fee_bps = config_fee_bps(config)
+        fee_bps = features_fee
     if fee_bps is None:
         raise UserError(
             f"The feature-set configuration under {features_dir(data_dir, feature_set)} does "
             "not say which fee the labels use; pass --fee-bps."
         )
+    if fee_bps < 0:
+        raise UserError(f"The fee {fee_bps} bps is negative; fees are zero or more.")
     names = [c for c in frame.columns if is_feature_column(c)]
     ts = frame["ts"].dt.epoch("ns").to_numpy().astype(np.int64)
-    y_col = frame[label]
-    labelled = y_col.is_not_null().to_numpy()
-    if require_labels and not labelled.any():
-        raise UserError(f"The features dataset has no labelled rows for horizon {horizon}.")
-    y = y_col.fill_null(0).to_numpy().astype(np.int8)
     feats = frame.select(names).cast(pl.Float64).to_numpy() if names else np.zeros((len(ts), 0))
 
     snap_ts, snap_gap, snap_book = load_snapshot_book(data_dir, venue, symbol_name, levels)
+    touch = Touch(snap_ts, snap_gap, snap_book[:, BID_PX], snap_book[:, ASK_PX])
     pos = np.clip(np.searchsorted(snap_ts, ts), 0, len(snap_ts) - 1)
     found = snap_ts[pos] == ts
     book = np.where(found[:, None], snap_book[pos], np.nan)
     gap = np.where(found, snap_gap[pos], True)
-    long_net, short_net = net_trade_returns(snap_ts, snap_gap, snap_book, ts, horizon_ns,
-                                            fee_bps)
+    trips = touch.round_trips(horizon_ns, np.where(found, pos, len(snap_ts)))
+    y = trips.labels(fee_bps)
+    labelled = np.isfinite(y)
+    _check_labels_match(frame[label], y, features_fee, fee_bps, data_dir, feature_set)
+    if require_labels and not labelled.any():
+        raise UserError(f"The features dataset has no labelled rows for horizon {horizon}.")
     mid = (book[:, ASK_PX] + book[:, BID_PX]) / 2.0
     if price_columns is None:
         price_columns = price_level_columns(feats, names, mid)
@@ -310,11 +345,29 @@ def load_model_data(data_dir: str | Path, horizon_ns: int, *, feature_set: str =
                         .glob("date=*/*.parquet"))
     return ModelData(
         venue=venue, symbol=symbol_name, feature_set=feature_set, horizon_ns=horizon_ns,
-        fee_bps=float(fee_bps), ts=ts, feature_names=names, features=feats, y=y,
-        labelled=labelled, book=book, gap=gap, long_net=long_net, short_net=short_net,
-        interval_ns=interval_ns, levels=levels, config=config, price_columns=price_columns,
-        fingerprint=dataset_fingerprint([*files, *snap_files]),
+        fee_bps=float(fee_bps), ts=ts, feature_names=names, features=feats,
+        y=np.nan_to_num(y, nan=0.0).astype(np.int8), labelled=labelled, book=book, gap=gap,
+        trips=trips, touch=touch, interval_ns=interval_ns, levels=levels, config=config,
+        price_columns=price_columns, fingerprint=dataset_fingerprint([*files, *snap_files]),
     )
+
+
+def _check_labels_match(stored: Any, derived: np.ndarray, features_fee: float | None,
+                        fee_bps: float, data_dir: Path, feature_set: str) -> None:
+    """The features' labels and the snapshots' round trips are one definition: where the
+    fees agree they are equal row for row, and which rows have a label never depends on
+    the fee. A difference means the snapshots changed after the features were built."""
+    stored_labelled = stored.is_not_null().to_numpy()
+    same = np.array_equal(stored_labelled, np.isfinite(derived))
+    if same and features_fee is not None and features_fee == fee_bps:
+        same = np.array_equal(stored.fill_null(0).to_numpy(),
+                              np.nan_to_num(derived, nan=0.0).astype(np.int8))
+    if not same:
+        raise UserError(
+            f"The labels of the features under {features_dir(data_dir, feature_set)} do not "
+            "match the round trips of the snapshots beside them (the snapshots changed, or "
+            "an older bookcast built the features); rebuild them with "
+            f"`bookcast features --data-dir {data_dir}`.")
 
 
 def _symbol_from_metadata(path: Path) -> str | None:
@@ -380,7 +433,8 @@ def chronological_splits(ts: np.ndarray, labelled: np.ndarray, horizon_ns: int,
             span = format_duration_ns(int(ts[rows[-1]] - ts[rows[0]]))
             raise UserError(
                 f"The {name} split is empty after an embargo of "
-                f"{format_duration_ns(embargo)}; the data spans only {span}."
+                f"{format_duration_ns(embargo)} (horizon plus input window); the data spans "
+                f"only {span}: record or simulate more, or shorten --horizon or --window."
             )
     return Splits(train=train, val=val, test=test, embargo_ns=embargo)
 
@@ -435,37 +489,72 @@ class FeatureScaler:
         return cls(mean=np.asarray(data["mean"]), std=np.asarray(data["std"]))
 
 
+def price_column_mask(n_columns: int) -> np.ndarray:
+    """True for the price columns of the book layout (ask_px, bid_px of every level)."""
+    mask = np.zeros(n_columns, dtype=bool)
+    mask[ASK_PX::4] = mask[BID_PX::4] = True
+    return mask
+
+
 @dataclass
 class BookScaler:
-    """z-score of raw book values with one mean/std for all prices and one for all sizes
-    (as DeepLOB does), so the ordering across levels survives normalisation."""
+    """DeepLOB's inputs: prices in bps from the mid, sizes log-scaled, fitted on training
+    rows only.
 
-    price_mean: float
-    price_std: float
+    Absolute prices z-scored once leave a tick at about 1e-4 of a unit and let drift shift
+    every input; the distance from the mid in bps is what the book's shape says. Each
+    row stores 1e4 * log(price / anchor) / price_scale (anchor: the first training mid),
+    and `mid_offset` gives the same for its mid, so a window can subtract the mid of its
+    last row (`SequenceView`): every price in a window is then bps from the mid at the
+    decision time, and the mid's path inside the window stays visible. Sizes are
+    log1p(size) z-scored with one mean and std for every level, so level order survives.
+    """
+
+    anchor: float
+    price_scale: float
     size_mean: float
     size_std: float
 
     @classmethod
     def fit(cls, book: np.ndarray) -> BookScaler:
-        px = book[:, np.r_[ASK_PX::4, BID_PX::4]] if book.size else np.zeros((1, 1))
-        sz = book[:, np.r_[ASK_SZ::4, BID_SZ::4]] if book.size else np.ones((1, 1))
-        ps, ss = float(np.nanstd(px)), float(np.nanstd(sz))
-        return cls(float(np.nanmean(px)), ps if ps > 1e-12 else 1.0,
-                   float(np.nanmean(sz)), ss if ss > 1e-12 else 1.0)
+        if not book.size:
+            return cls(1.0, 1.0, 0.0, 1.0)
+        mid = (book[:, ASK_PX] + book[:, BID_PX]) / 2.0
+        finite = mid[np.isfinite(mid)]
+        anchor = float(finite[0]) if len(finite) else 1.0
+        is_price = price_column_mask(book.shape[1])
+        with np.errstate(all="ignore"):
+            rel = 1e4 * np.log(book[:, is_price] / mid[:, None])
+            log_sz = np.log1p(book[:, ~is_price])
+        scale = float(np.nanstd(rel)) if np.isfinite(rel).any() else 1.0
+        size_mean = float(np.nanmean(log_sz)) if np.isfinite(log_sz).any() else 0.0
+        size_std = float(np.nanstd(log_sz)) if np.isfinite(log_sz).any() else 1.0
+        return cls(anchor, scale if scale > 1e-12 else 1.0, size_mean,
+                   size_std if size_std > 1e-12 else 1.0)
 
     def transform(self, book: np.ndarray) -> np.ndarray:
+        """(N, levels*4) float32 rows; prices still relative to the anchor (see class doc)."""
         out = np.empty(book.shape, dtype=np.float32)
-        is_price = np.zeros(book.shape[1], dtype=bool)
-        is_price[ASK_PX::4] = is_price[BID_PX::4] = True
-        out[:, is_price] = (book[:, is_price] - self.price_mean) / self.price_std
-        out[:, ~is_price] = (book[:, ~is_price] - self.size_mean) / self.size_std
-        return np.nan_to_num(out, nan=0.0)
+        is_price = price_column_mask(book.shape[1])
+        with np.errstate(all="ignore"):
+            out[:, is_price] = 1e4 * np.log(book[:, is_price] / self.anchor) / self.price_scale
+            out[:, ~is_price] = (np.log1p(book[:, ~is_price]) - self.size_mean) / self.size_std
+        return out
+
+    def mid_offset(self, book: np.ndarray) -> np.ndarray:
+        """Each row's mid in the units of `transform`'s prices (float64)."""
+        mid = (book[:, ASK_PX] + book[:, BID_PX]) / 2.0
+        with np.errstate(all="ignore"):
+            return 1e4 * np.log(mid / self.anchor) / self.price_scale
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, float]) -> BookScaler:
+        if "anchor" not in data:
+            raise UserError("This run was trained by an older bookcast whose DeepLOB read "
+                            "absolute prices; retrain it with `bookcast train`.")
         return cls(**data)
 
 
@@ -494,10 +583,15 @@ class SequenceView:
 
     `view[k]` / `view[idx_array]` returns windows ending at `ends[k]`, shape (T, F) or
     (B, T, F). The underlying array may be an `np.memmap`; only indexed batches are
-    materialised, so a dataset of N rows costs N x F floats, not N x T x F.
+    materialised, so a dataset of N rows costs N x F floats, not N x T x F. With `offset`
+    (N,) and `offset_columns` (F,) bool, each window's offset columns are taken relative
+    to the offset of its last row (DeepLOB: prices relative to the mid at decision time).
+    Missing values (an empty level, a missing row) become 0 in the returned batch.
     """
 
-    def __init__(self, values: np.ndarray, ends: np.ndarray, window: int) -> None:
+    def __init__(self, values: np.ndarray, ends: np.ndarray, window: int,
+                 offset: np.ndarray | None = None,
+                 offset_columns: np.ndarray | None = None) -> None:
         if values.ndim != 2:
             raise ValueError("values must be (rows, columns)")
         ends = np.asarray(ends, dtype=np.int64)
@@ -506,6 +600,8 @@ class SequenceView:
         self.values = values
         self.ends = ends
         self.window = window
+        self.offset = offset
+        self.offset_columns = offset_columns
         # (N-T+1, F, T) strided view; transposed to (N-T+1, T, F): still no copy.
         self.windows = np.lib.stride_tricks.sliding_window_view(
             values, window, axis=0).transpose(0, 2, 1) if len(values) >= window else None
@@ -518,17 +614,24 @@ class SequenceView:
         return (len(self.ends), self.window, self.values.shape[1])
 
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
-        starts = self.ends[key] - (self.window - 1)
+        ends = self.ends[key]
+        starts = ends - (self.window - 1)
         if self.windows is None:
             raise IndexError("the array is shorter than one window")
-        return np.ascontiguousarray(self.windows[starts])
+        batch = np.array(self.windows[starts], dtype=np.float32)
+        if self.offset is not None and self.offset_columns is not None:
+            ref = np.asarray(self.offset[ends], dtype=np.float32)
+            batch[..., self.offset_columns] -= ref[..., None, None]
+        return np.nan_to_num(batch, nan=0.0, posinf=0.0, neginf=0.0)
 
     def subset(self, positions: np.ndarray) -> SequenceView:
-        return SequenceView(self.values, self.ends[positions], self.window)
+        return SequenceView(self.values, self.ends[positions], self.window, self.offset,
+                            self.offset_columns)
 
     @classmethod
     def memory_mapped(cls, values: np.ndarray, path: Path, ends: np.ndarray,
-                      window: int) -> SequenceView:
+                      window: int, offset: np.ndarray | None = None,
+                      offset_columns: np.ndarray | None = None) -> SequenceView:
         """Write `values` once to `path` (.npy) and serve windows from a read-only memmap."""
         np.save(path, np.ascontiguousarray(values, dtype=np.float32))
-        return cls(np.load(path, mmap_mode="r"), ends, window)
+        return cls(np.load(path, mmap_mode="r"), ends, window, offset, offset_columns)

@@ -1,0 +1,109 @@
+"""How sure a figure is: the interval of the mean net PnL per trade, and the verdict word.
+
+The interval is a batch-means t interval. The trades, in time order, are cut into
+k = max(5, round(n^(1/3))) consecutive batches of near-equal size; the interval is
+mean +- t(k-1, 0.975) * sd(batch means) / sqrt(k). Serial dependence stays inside the
+batches (a run of losses is one batch's bad mean, not many independent draws), and the
+t quantile with k - 1 degrees of freedom pays for estimating the spread from few numbers.
+Its coverage was measured by simulation (tests/backtest/test_coverage.py, the table in
+docs/backtest.md): at MIN_TRADES trades it covers the true mean at least 93 % of the time
+for independent, AR(0.5)-autocorrelated and heavy-tailed (Student t, 3 d.f.) PnL; the
+moving-block bootstrap it replaces covered 84-88 % (independent) and 75-88 % (AR 0.5).
+
+Below MIN_TRADES trades, or when the trades span less than MIN_SPAN_NS (a burst in one
+minute says little about the hours around it), no interval is given and the word is
+`inconclusive`, with the sample a verdict would need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_TRADES = 50
+MIN_SPAN_NS = 15 * 60 * 1_000_000_000
+MIN_BATCHES = 5
+LEVEL = 0.95
+HOUR_NS = 3600 * 1_000_000_000
+
+VERDICTS = ("pays", "loses", "inconclusive", "no trades")
+
+
+def batch_count(n: int) -> int:
+    return max(MIN_BATCHES, round(n ** (1.0 / 3.0)))
+
+
+def batch_means_interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
+    """The batch-means t interval of the mean of chronologically ordered values (module
+    docstring); None with fewer values than batches."""
+    from scipy import stats
+
+    values = np.asarray(values, np.float64)
+    n = values.shape[0]
+    k = batch_count(n)
+    if n < k:
+        return None
+    edges = np.round(np.linspace(0, n, k + 1)).astype(np.int64)
+    means = np.add.reduceat(values, edges[:-1]) / np.diff(edges)
+    half = stats.t.ppf(0.5 + level / 2.0, k - 1) * means.std(ddof=1) / math.sqrt(k)
+    centre = float(values.mean())
+    return [centre - float(half), centre + float(half)]
+
+
+def enough_sample(n_trades: int, span_ns: int) -> bool:
+    """The smallest sample for which the interval's coverage was measured."""
+    return n_trades >= MIN_TRADES and span_ns >= MIN_SPAN_NS
+
+
+def trade_interval(values: np.ndarray, span_ns: int) -> list[float] | None:
+    """The interval of the mean per trade, or None below the minimum sample."""
+    values = np.asarray(values, np.float64)
+    if not enough_sample(values.shape[0], span_ns):
+        return None
+    return batch_means_interval(values)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict word and, when the sample cannot decide, what would: the number of
+    trades and the hours of trading (at the observed trade rate) a verdict would need."""
+
+    word: str
+    trades_needed: int | None = None
+    hours_needed: float | None = None
+
+    def need_text(self) -> str:
+        if self.trades_needed is None:
+            return ""
+        hours = "" if self.hours_needed is None else f" (about {self.hours_needed:,.1f} h)"
+        return f"needs ~{self.trades_needed:,} trades{hours}"
+
+
+def judge(n_trades: int, span_ns: int, mean: float | None, ci: list[float] | None
+          ) -> Judgement:
+    """`pays` needs the minimum sample and a lower bound above zero, `loses` an upper
+    bound below zero; otherwise `inconclusive` (or `no trades`)."""
+    if n_trades == 0:
+        return Judgement("no trades")
+    rate = n_trades / span_ns if span_ns > 0 else None  # trades per ns
+
+    def hours_for(trades: int) -> float | None:
+        if rate is None:
+            return None
+        return max(trades / rate, MIN_SPAN_NS) / HOUR_NS
+
+    if ci is None or not enough_sample(n_trades, span_ns):
+        trades = max(MIN_TRADES, n_trades)
+        return Judgement("inconclusive", trades, hours_for(trades))
+    if ci[0] > 0:
+        return Judgement("pays")
+    if ci[1] < 0:
+        return Judgement("loses")
+    half = (ci[1] - ci[0]) / 2.0
+    if mean is None or mean == 0 or half <= 0:
+        return Judgement("inconclusive")
+    # If the mean and the spread held, the interval narrows as 1/sqrt(n).
+    trades = math.ceil(n_trades * (half / abs(mean)) ** 2)
+    return Judgement("inconclusive", trades, hours_for(trades))
