@@ -20,7 +20,7 @@ from pathlib import Path
 
 from collector.capture import CaptureRecord
 from collector.state import SymbolState
-from collector.venues import venue_class
+from collector.venues import Venue, venue_class
 from collector.writers import SnapshotWriter, TradeWriter
 
 log = logging.getLogger("bookcast.collector")
@@ -46,9 +46,12 @@ class Pipeline:
                  rotate_rows: int = DEFAULT_ROTATE_ROWS, rotate_ns: int | None = None,
                  on_snapshot_request: Callable[[SymbolState], None] | None = None,
                  on_event: Callable[[str, SymbolState, str], None] | None = None,
-                 top_of_book_check: bool = False) -> None:
+                 top_of_book_check: bool = False, source: str = "capture",
+                 protocol: type[Venue] | None = None) -> None:
         self.venue_name = venue
-        self.venue = venue_class(venue)(self)
+        # importers feed books themselves and may name a venue bookcast has no module for
+        self.venue = (protocol or venue_class(venue))(self)
+        self.source = source  # file metadata: capture, simulator, tardis, binance-depth
         # live: also subscribe to the venue's own top-of-book stream, to cross-check books
         self.venue.top_of_book_streams = top_of_book_check
         self.root = Path(data_dir)
@@ -130,7 +133,7 @@ class Pipeline:
         meta = {"depth": "full" if self.depth is None else self.depth,
                 "interval_ns": self.interval_ns,
                 "tick_size": "" if state.tick_size is None else repr(state.tick_size),
-                "tick_size_source": state.tick_size_source}
+                "tick_size_source": state.tick_size_source, "source": self.source}
         writer = SnapshotWriter(self.root, self.venue_name, state.symbol, self.rotate_rows,
                                 self.rotate_ns, meta)
         self.snapshot_writers[state.symbol] = writer
@@ -160,7 +163,7 @@ class Pipeline:
         writer = self.trade_writers.get(state.symbol)
         if writer is None:
             writer = TradeWriter(self.root, self.venue_name, state.symbol, self.rotate_rows,
-                                 self.rotate_ns, {})
+                                 self.rotate_ns, {"source": self.source})
             self.trade_writers[state.symbol] = writer
         writer.add(ts_recv, ts_event, trade_id, price, size, side)
 

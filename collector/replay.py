@@ -18,6 +18,7 @@ from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline, TopCheck
 from collector.venues import VENUES, detect_venue, venue_class
 
 log = logging.getLogger("bookcast.collector")
+MIN_INTERVAL_NS = 10_000_000
 
 
 @dataclass
@@ -77,17 +78,14 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     """Replay capture files into `data_dir`; files of one venue are merged by receive time."""
     if not paths:
         raise UserError("No capture files were given to replay.")
-    if interval_ns < 10_000_000:
-        raise UserError(f"The interval {interval_ns} ns is below the 10ms minimum.")
-    if depth is not None and depth < 1:
-        raise UserError(f"The depth {depth} must be at least 1 (or 'full').")
+    check_sampling(interval_ns, depth)
     files = [Path(p) for p in paths]
     groups = group_by_venue(files, venue)
     summary = ReplaySummary()
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = sum(p.stat().st_size for p in files)
-    with _progress_bar(progress, total_bytes) as advance:
+    with progress_bar("replay", progress, total_bytes) as advance:
         for venue_name, venue_files in groups.items():
             pipeline = replay_pipeline(venue_name, venue_files, data_dir, interval_ns,
                                        stats=stats, on_bytes=advance, depth=depth,
@@ -109,6 +107,14 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     summary.malformed = stats.malformed
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def check_sampling(interval_ns: int, depth: int | None) -> None:
+    """The grid and depth every dataset writer accepts (replay, imports)."""
+    if interval_ns < MIN_INTERVAL_NS:
+        raise UserError(f"The interval {interval_ns} ns is below the 10ms minimum.")
+    if depth is not None and depth < 1:
+        raise UserError(f"The depth {depth} must be at least 1 (or 'full').")
 
 
 def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
@@ -140,8 +146,9 @@ def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:
 
 
 @contextmanager
-def _progress_bar(enabled: bool, total_bytes: int) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar over the compressed bytes of the captures, or nothing."""
+def progress_bar(label: str, enabled: bool, total_bytes: int
+                 ) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar over the compressed bytes of the input files, or nothing."""
     if not enabled:
         yield None
         return
@@ -154,8 +161,8 @@ def _progress_bar(enabled: bool, total_bytes: int) -> Iterator[Callable[[int], N
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("replay"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn()) as bar:
-        task = bar.add_task("replay", total=total_bytes)
+        task = bar.add_task(label, total=total_bytes)
         yield lambda n: bar.advance(task, n)
         bar.update(task, completed=total_bytes)

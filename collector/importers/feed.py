@@ -1,0 +1,342 @@
+"""Parsed level updates -> the collector's Pipeline: what a venue module does for replay.
+
+An importer parses its file into runs of levels (one update each) and hands them to a
+`BookFeed`, which keeps replay's exact rules: before an update received at t, every grid
+point strictly before t is sampled (a row is the book as of the last update at or before
+its grid time); a book is sampled only while synchronised; the first row after a
+(re)synchronisation has gap = true; a crossed book is invalid until the next snapshot.
+
+`--from/--to` (a `TimeWindow`): updates before the window still build the book, but no
+row is due before it opens; reading stops at the first update after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from bookcast.errors import UserError
+from collector.pipeline import Pipeline
+from collector.state import SymbolState
+
+log = logging.getLogger("bookcast.collector")
+
+MAX_WARNINGS_SHOWN = 20
+REORDER_WINDOW_NS = 1_000_000_000  # rows up to 1 s out of receive order are put back in order
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """--from/--to in ns; None is open-ended. Both ends are inclusive."""
+
+    start: int | None = None
+    end: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise UserError("--to is before --from; nothing would be imported.")
+
+
+@dataclass
+class ImportWarnings:
+    """Recoverable problems, counted by kind; the first few are logged with file and line."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, sentence: str, count: int = 1) -> None:
+        """Count `count` occurrences of `kind`; `sentence` describes the first of them."""
+        self.counts[kind] += count
+        if len(self.examples) < MAX_WARNINGS_SHOWN:
+            self.examples.append(sentence)
+            log.warning("%s", sentence if count == 1 else f"{sentence} ({count:,} such rows)")
+            if len(self.examples) == MAX_WARNINGS_SHOWN:
+                log.warning("more warnings may follow; only their counts are kept")
+
+    def summary(self) -> str:
+        return ", ".join(f"{n:,} {kind}" for kind, n in sorted(self.counts.items()))
+
+
+class BookFeed:
+    """Feeds one stream of imported updates into a Pipeline (one clock for its symbols)."""
+
+    def __init__(self, pipeline: Pipeline, window: TimeWindow, warnings: ImportWarnings) -> None:
+        self.pipeline = pipeline
+        self.warnings = warnings
+        self.step = pipeline.interval_ns
+        self.start = window.start
+        self.end = window.end
+        self.opened = window.start is None
+        self.due = -math.inf  # the next grid point that may be due
+        self.last_t = 0
+        self._ready: set[str] = set()  # books holding a snapshot (valid, or waiting to open)
+
+    # -- time -------------------------------------------------------------------------------
+    def past_end(self, t: int) -> bool:
+        return self.end is not None and t > self.end
+
+    def advance(self, t: int) -> None:
+        """Sample every grid point before t; call before applying an update received at t."""
+        if not self.opened:
+            if t < self.start:  # type: ignore[operator]
+                return
+            self._open()
+        if t > self.due:
+            self.pipeline.sample_until(t)
+            self.due = -(-t // self.step) * self.step
+        if t > self.last_t:
+            self.last_t = t
+
+    def _open(self) -> None:
+        """The window opens: books built from the updates before it are synchronised at its
+        start, so the first row is the book as of --from, flagged gap = true."""
+        self.opened = True
+        for symbol in sorted(self._ready):
+            state = self.pipeline.state(symbol)
+            state.n_updates = 0
+            self.pipeline.synced(state, self.start)  # type: ignore[arg-type]
+
+    def finish(self) -> None:
+        """Sample up to the last update (or --to), as replay does, and write everything."""
+        if self.opened and self.last_t:
+            last = self.last_t if self.end is None else min(self.last_t, self.end)
+            self.pipeline.sample_until(last + 1)
+        self.pipeline.flush()
+
+    # -- books ------------------------------------------------------------------------------
+    def state(self, symbol: str) -> SymbolState:
+        return self.pipeline.state(symbol)
+
+    def ready(self, state: SymbolState) -> bool:
+        """The book holds a snapshot: updates apply to it."""
+        return state.symbol in self._ready
+
+    def load_snapshot(self, state: SymbolState, bids: list[tuple[int, int]],
+                      asks: list[tuple[int, int]], t: int, ts_event: int | None,
+                      seq: int | None, where: str) -> None:
+        """Replace the whole book; it is synchronised at t unless it comes out crossed."""
+        book = state.book
+        book.load(bids, asks)
+        if state.tick_size is None:
+            self.pipeline.infer_tick_size(state)
+        state.ts_recv, state.ts_event, state.seq = t, ts_event, seq
+        state.n_updates += len(bids) + len(asks)
+        state.messages += 1
+        if book.is_crossed():
+            self._crossed(state, t, where)
+            return
+        self._ready.add(state.symbol)
+        if self.opened and not state.valid:
+            self.pipeline.synced(state, t)
+
+    def updated(self, state: SymbolState, n_levels: int, t: int, ts_event: int | None,
+                seq: int | None, where: str) -> None:
+        """Levels were applied to the book (by the importer's own loop): count them and
+        check the book, as the venue modules do after every diff."""
+        state.ts_recv, state.ts_event, state.seq = t, ts_event, seq
+        state.n_updates += n_levels
+        state.level_updates += n_levels
+        state.messages += 1
+        if state.book.is_crossed():
+            self._crossed(state, t, where)
+
+    def invalidate(self, state: SymbolState, t: int, reason: str) -> None:
+        """No rows for this book until its next snapshot."""
+        self._ready.discard(state.symbol)
+        state.book.clear()
+        self.pipeline.invalidate(state, t, reason)
+
+    def _crossed(self, state: SymbolState, t: int, where: str) -> None:
+        state.crossed += 1
+        best_bid, best_ask = state.book.best_bid(), state.book.best_ask()
+        from collector.book import units_to_float
+
+        self.warnings.add("crossed books", f"{where}: the {state.symbol} book crossed (bid "
+                          f"{units_to_float(best_bid[0])} >= ask {units_to_float(best_ask[0])})"
+                          f"; no rows until its next snapshot")  # type: ignore[index]
+        self.invalidate(state, t, "crossed book")
+
+
+class ReceiveOrder:
+    """Rows in receive-time order: rows a little late (within `window`, in the file's time
+    unit) are put back in place, counted; a row later than that is a UserError naming
+    its line. Rows are held back by at most `window` to allow for late ones."""
+
+    def __init__(self, column: str, window: int, path: object, warnings: ImportWarnings,
+                 unit_ns: int) -> None:
+        self.column, self.window, self.path = column, window, path
+        self.warnings, self.unit_ns = warnings, unit_ns
+        self._carry: pa.Table | None = None
+        self._released = -math.inf  # the latest time already handed on
+
+    def push(self, table: pa.Table) -> pa.Table | None:
+        """Add rows (with a `_row` column: their data-row index); returns the rows whose
+        place is now certain, in order."""
+        if self._carry is not None:
+            table = pa.concat_tables([self._carry, table]).combine_chunks()
+        if not table.num_rows:
+            return None
+        ts = table[self.column].to_numpy()
+        late = ts < np.maximum.accumulate(ts)
+        if late.any():
+            order = np.argsort(ts, kind="stable")
+            self._count_late(table, ts, late)
+            table, ts = table.take(order), ts[order]
+        if ts[0] < self._released:
+            self._too_late(table, ts)
+        cut = int(np.searchsorted(ts, ts[-1] - self.window, side="right"))
+        self._carry = table.slice(cut)
+        if not cut:
+            return None
+        self._released = ts[cut - 1]
+        return table.slice(0, cut)
+
+    def drain(self) -> pa.Table | None:
+        rest, self._carry = self._carry, None
+        return rest if rest is not None and rest.num_rows else None
+
+    def _count_late(self, table: pa.Table, ts: np.ndarray, late: np.ndarray) -> None:
+        from collector.importers.csvfile import line_of
+
+        late_rows = np.flatnonzero(late)
+        i = int(late_rows[0])
+        by = (np.maximum.accumulate(ts)[i] - ts[i]) * self.unit_ns
+        row = int(table["_row"].to_numpy()[i])
+        self.warnings.add("rows put back in receive order",
+                          f"'{self.path}' line {line_of(row)}: received {by / 1e6:g} ms "
+                          f"before a row above it; put back in order", count=len(late_rows))
+
+    def _too_late(self, table: pa.Table, ts: np.ndarray) -> None:
+        from collector.importers.csvfile import line_of
+
+        i = int(np.flatnonzero(ts < self._released)[0])
+        row = int(table["_row"].to_numpy()[i])
+        by = (self._released - ts[i]) * self.unit_ns
+        raise UserError(f"'{self.path}' line {line_of(row)}: its {self.column} is "
+                        f"{by / 1e9:g} s before rows above it, more than the "
+                        f"{self.window * self.unit_ns / 1e9:g} s a file may be out of "
+                        f"order; sort the file by {self.column}.")
+
+
+def runs(keys: list[np.ndarray]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of rows where all `keys` stay the same."""
+    n = len(keys[0])
+    if not n:
+        return iter(())
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    starts = np.flatnonzero(change).tolist()
+    return zip(starts, [*starts[1:], n], strict=True)
+
+
+class FileRows:
+    """One file's data rows as Arrow tables, batch by batch: blank lines dropped, the
+    exchange and symbol checked (or filtered by --symbol), in receive-time order.
+
+    Each table carries `_row`, the data-row index of each row, so any later complaint
+    can name its line.
+    """
+
+    def __init__(self, path: Path, header: list[str], column_types: dict[str, pa.DataType],
+                 time_column: str, unit_ns: int, warnings: ImportWarnings,
+                 symbols: set[str] | None = None, file_symbol: str | None = None,
+                 exchange: str | None = None, on_bytes: Callable[[int], None] | None = None,
+                 required: tuple[str, ...] = ()) -> None:
+        from collector.importers.csvfile import CsvFile
+
+        self.path = path
+        self.csv = CsvFile(path, header, column_types, on_bytes)
+        self.time_column = time_column
+        self.symbols, self.file_symbol, self.exchange = symbols, file_symbol, exchange
+        self.required = (time_column, *required)
+        self.order = ReceiveOrder(time_column, REORDER_WINDOW_NS // unit_ns, path, warnings,
+                                  unit_ns)
+
+    @property
+    def rows_read(self) -> int:
+        return self.csv.rows_read
+
+    def tables(self) -> Iterator[pa.Table]:
+        for batch in self.csv.batches():
+            table = self._checked(batch.data, batch.first_row)
+            if table is None:
+                continue
+            released = self.order.push(table)
+            if released is not None:
+                yield released
+        rest = self.order.drain()
+        if rest is not None:
+            yield rest
+
+    def where(self, row: int) -> str:
+        from collector.importers.csvfile import line_of
+
+        return f"'{self.path}' line {line_of(row)}"
+
+    def _checked(self, batch: pa.RecordBatch, first_row: int) -> pa.Table | None:
+        import pyarrow.compute as pc
+
+        n = batch.num_rows
+        table = pa.Table.from_batches([batch]).append_column(
+            "_row", pa.array(np.arange(first_row, first_row + n, dtype=np.int64)))
+        time = table[self.time_column]
+        if time.null_count:
+            blank = _blank_rows(table, self.time_column)
+            table = table.filter(pc.invert(pa.array(blank)))
+            if not table.num_rows:
+                return None
+        for name in self.required:
+            column = table[name]
+            if column.null_count:
+                i = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+                raise UserError(f"{self.where(self._row(table, i))}: the {name} field is empty.")
+        if self.exchange is not None:
+            odd = pc.not_equal(table["exchange"], self.exchange)
+            if pc.any(odd).as_py():
+                i = _first_true(odd)
+                raise UserError(f"{self.where(self._row(table, i))}: exchange "
+                                f"'{table['exchange'][i].as_py()}' in a file of "
+                                f"'{self.exchange}'; a file holds one exchange.")
+        if "symbol" in table.column_names:
+            symbol = table["symbol"]
+            if self.symbols is not None:
+                table = table.filter(pc.is_in(symbol, pa.array(sorted(self.symbols))))
+            elif self.file_symbol is not None:
+                odd = pc.not_equal(symbol, self.file_symbol)
+                if pc.any(odd).as_py():
+                    i = _first_true(odd)
+                    raise UserError(f"{self.where(self._row(table, i))}: symbol "
+                                    f"'{symbol[i].as_py()}' after '{self.file_symbol}': the "
+                                    f"file mixes symbols; choose them with --symbol.")
+        return table if table.num_rows else None
+
+    @staticmethod
+    def _row(table: pa.Table, i: int) -> int:
+        return int(table["_row"][i].as_py())
+
+
+def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+
+
+def _blank_rows(table: pa.Table, time_column: str) -> np.ndarray:
+    """Rows that were blank lines: no time and nothing else but empty strings."""
+    blank = table[time_column].is_null().to_numpy(zero_copy_only=False)
+    for name in table.column_names:
+        if name in ("_row", time_column):
+            continue
+        column = table[name]
+        if pa.types.is_string(column.type):
+            blank &= (column.to_numpy(zero_copy_only=False) == "")
+        else:
+            blank &= column.is_null().to_numpy(zero_copy_only=False)
+    return blank
