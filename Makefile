@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
+# hftbacktest 2.4.4 pins numpy<2.3, which vectorbt 1.2 forbids: it gets its own venv, used
+# only by the export round-trip test (tests/exporters), which loads exported files with it.
+HFT_VENV := .venv-hftbacktest
+HFT_STAMP := $(HFT_VENV)/.installed
+HFTBACKTEST_VERSION := 2.4.4
 
 .PHONY: run test test-slow lint bench clean-venv
 
@@ -15,13 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(HFT_STAMP):
+	test -x $(HFT_VENV)/bin/python || $(PYTHON) -m venv $(HFT_VENV)
+	$(HFT_VENV)/bin/python -m pip install --quiet hftbacktest==$(HFTBACKTEST_VERSION)
+	touch $(HFT_STAMP)
+
 run: $(STAMP)
 	$(BIN)/bookcast demo
 
-test: $(STAMP)
+test: $(STAMP) $(HFT_STAMP)
 	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(HFT_STAMP)
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
@@ -32,4 +42,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(HFT_VENV)

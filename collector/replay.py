@@ -46,14 +46,32 @@ class ReplaySummary:
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
 
 
-def sniff_venue(path: Path, records: int = 200) -> str | None:
-    """The venue a capture file was recorded from, judged by its first records."""
+def sniff(path: Path, records: int = 200) -> tuple[list[str], list[str]]:
+    """The connection names and addresses of a capture's first records."""
     conns, urls = [], []
     for rec in islice(iter_capture(path, warn=False), records):
         conns.append(rec.conn)
         if rec.url:
             urls.append(rec.url)
-    return detect_venue(conns, urls)
+    return conns, urls
+
+
+def sniff_venue(path: Path, records: int = 200) -> str | None:
+    """The venue a capture file was recorded from, judged by its first records."""
+    return detect_venue(*sniff(path, records))
+
+
+def refuse_other_family(path: Path, venue: str) -> None:
+    """A capture recorded from a host of another product family than `venue` speaks (a
+    COIN-M capture under binance-usdm) ends in one sentence naming what was found."""
+    from urllib.parse import urlparse
+
+    families = venue_class(venue).other_families
+    for url in sniff(path)[1]:
+        host = urlparse(url).hostname if "://" in url else None
+        if host in families:
+            raise UserError(f"'{path}' was recorded from {host}: {families[host]}; "
+                            f"{venue} does not speak it.")
 
 
 def group_by_venue(paths: list[Path], venue: str | None) -> dict[str, list[Path]]:
@@ -61,6 +79,8 @@ def group_by_venue(paths: list[Path], venue: str | None) -> dict[str, list[Path]
     if venue is not None:
         venue_class(venue)  # an unknown venue is a user error, said before any work
     for path in paths:
+        if venue is not None:
+            refuse_other_family(path, venue)
         name = venue or sniff_venue(path)
         if name is None:
             known = ", ".join(sorted(VENUES))
@@ -140,6 +160,16 @@ def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:
     if not states:
         raise UserError(f"The capture {names} holds no order-book messages for "
                         f"{pipeline.venue_name}.")
+    unmatched = pipeline.venue.unmatched_snapshots
+    if unmatched:
+        raise UserError(f"The capture {names} holds {unmatched} depth snapshot"
+                        f"{'s' if unmatched > 1 else ''} that match{'es' if unmatched == 1 else ''}"
+                        f" none of its symbols (by request, subscription or update ids), so "
+                        f"no {pipeline.venue_name} book could be built.")
+    if any(s.gaps for s in states):
+        raise UserError(f"The capture {names} holds depth snapshots, but none could be joined "
+                        f"to the diffs (each is older than the first diff it would continue), "
+                        f"so no {pipeline.venue_name} book could be built.")
     raise UserError(f"The capture {names} holds no depth snapshot, so no "
                     f"{pipeline.venue_name} book could be built; record the REST or "
                     f"websocket snapshot together with the updates.")

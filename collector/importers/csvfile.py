@@ -99,8 +99,9 @@ class CsvFile:
     """A CSV file read in record batches of the given column types."""
 
     def __init__(self, path: Path, header: Sequence[str], column_types: dict[str, pa.DataType],
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None, has_header: bool = True) -> None:
         self.path = path
+        self.header_lines = 1 if has_header else 0
         self.header = list(header)
         self.column_types = column_types
         self.on_bytes = on_bytes
@@ -109,13 +110,15 @@ class CsvFile:
     def batches(self) -> Iterator[Batch]:
         compression = _compression(self.path)
         raw = pa.OSFile(str(self.path), "rb")
+        size = raw.size()
         stream = raw if compression is None else pa.CompressedInputStream(raw, compression)
         reported = 0
         try:
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=True,
-                                               skip_rows=1, column_names=self.header),
+                                               skip_rows=self.header_lines,
+                                               column_names=self.header),
                 parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
                 convert_options=pacsv.ConvertOptions(column_types=self.column_types,
                                                      include_columns=list(self.column_types),
@@ -136,17 +139,21 @@ class CsvFile:
             raise self.error_after(self.rows_read, str(exc)) from None
         except (OSError, EOFError) as exc:
             raise UserError(f"The file '{self.path}' is corrupt or truncated after line "
-                            f"{line_of(self.rows_read)} ({exc}).") from None
+                            f"{self.line_of(self.rows_read)} ({exc}).") from None
         finally:
             raw.close()
         if self.on_bytes is not None:
-            self.on_bytes(raw.size() - reported)
+            self.on_bytes(size - reported)
+
+    def line_of(self, row: int) -> int:
+        """The file line of data row `row` (0-based), blank lines included."""
+        return row + self.header_lines + 1
 
     def error_after(self, first_row: int, arrow_message: str) -> UserError:
         """A UserError naming the first line at or after data row `first_row` that breaks
         the column types (pyarrow said only `arrow_message`)."""
         check = _row_checker(self.header, self.column_types)
-        first_line = line_of(first_row)
+        first_line = self.line_of(first_row)
         try:
             with open_text(self.path) as fh:
                 for lineno, line in enumerate(fh, start=1):
@@ -162,11 +169,6 @@ class CsvFile:
             return UserError(f"'{self.path}' is not UTF-8 text after line {first_line - 1}.")
         detail = arrow_message.split(": ", 1)[-1]
         return UserError(f"'{self.path}' cannot be read after line {first_line - 1}: {detail}.")
-
-
-def line_of(row: int) -> int:
-    """The file line of data row `row` (0-based): the header is line 1."""
-    return row + 2
 
 
 def _row_checker(header: list[str], types: dict[str, pa.DataType]) -> Callable[[str], str | None]:
@@ -241,4 +243,4 @@ def units(column: pa.Array) -> tuple[list[int], np.ndarray, int | None]:
     return values, nulls, int(negative[0]) if len(negative) else None
 
 
-__all__ = ["UNITS", "Batch", "CsvFile", "check_readable", "line_of", "read_header", "units"]
+__all__ = ["UNITS", "Batch", "CsvFile", "check_readable", "read_header", "units"]

@@ -56,7 +56,7 @@ class ImportWarnings:
         self.counts[kind] += count
         if len(self.examples) < MAX_WARNINGS_SHOWN:
             self.examples.append(sentence)
-            log.warning("%s", sentence if count == 1 else f"{sentence} ({count:,} such rows)")
+            log.warning("%s", sentence)
             if len(self.examples) == MAX_WARNINGS_SHOWN:
                 log.warning("more warnings may follow; only their counts are kept")
 
@@ -120,14 +120,15 @@ class BookFeed:
 
     def load_snapshot(self, state: SymbolState, bids: list[tuple[int, int]],
                       asks: list[tuple[int, int]], t: int, ts_event: int | None,
-                      seq: int | None, where: str) -> None:
-        """Replace the whole book; it is synchronised at t unless it comes out crossed."""
+                      seq: int | None, where: str, n_updates: int | None = None) -> None:
+        """Replace the whole book; it is synchronised at t unless it comes out crossed.
+        `n_updates` counts the levels that changed (every level of the snapshot if None)."""
         book = state.book
         book.load(bids, asks)
         if state.tick_size is None:
             self.pipeline.infer_tick_size(state)
         state.ts_recv, state.ts_event, state.seq = t, ts_event, seq
-        state.n_updates += len(bids) + len(asks)
+        state.n_updates += len(bids) + len(asks) if n_updates is None else n_updates
         state.messages += 1
         if book.is_crossed():
             self._crossed(state, t, where)
@@ -169,9 +170,9 @@ class ReceiveOrder:
     unit) are put back in place, counted; a row later than that is a UserError naming
     its line. Rows are held back by at most `window` to allow for late ones."""
 
-    def __init__(self, column: str, window: int, path: object, warnings: ImportWarnings,
-                 unit_ns: int) -> None:
-        self.column, self.window, self.path = column, window, path
+    def __init__(self, column: str, window: int, where: Callable[[int], str],
+                 warnings: ImportWarnings, unit_ns: int) -> None:
+        self.column, self.window, self.where = column, window, where
         self.warnings, self.unit_ns = warnings, unit_ns
         self._carry: pa.Table | None = None
         self._released = -math.inf  # the latest time already handed on
@@ -203,23 +204,20 @@ class ReceiveOrder:
         return rest if rest is not None and rest.num_rows else None
 
     def _count_late(self, table: pa.Table, ts: np.ndarray, late: np.ndarray) -> None:
-        from collector.importers.csvfile import line_of
-
         late_rows = np.flatnonzero(late)
         i = int(late_rows[0])
         by = (np.maximum.accumulate(ts)[i] - ts[i]) * self.unit_ns
         row = int(table["_row"].to_numpy()[i])
         self.warnings.add("rows put back in receive order",
-                          f"'{self.path}' line {line_of(row)}: received {by / 1e6:g} ms "
-                          f"before a row above it; put back in order", count=len(late_rows))
+                          f"{self.where(row)}: received {by / 1e6:g} ms "
+                          f"before a row above it; {len(late_rows):,} such rows put back in "
+                          f"receive order", count=len(late_rows))
 
     def _too_late(self, table: pa.Table, ts: np.ndarray) -> None:
-        from collector.importers.csvfile import line_of
-
         i = int(np.flatnonzero(ts < self._released)[0])
         row = int(table["_row"].to_numpy()[i])
         by = (self._released - ts[i]) * self.unit_ns
-        raise UserError(f"'{self.path}' line {line_of(row)}: its {self.column} is "
+        raise UserError(f"{self.where(row)}: its {self.column} is "
                         f"{by / 1e9:g} s before rows above it, more than the "
                         f"{self.window * self.unit_ns / 1e9:g} s a file may be out of "
                         f"order; sort the file by {self.column}.")
@@ -250,16 +248,16 @@ class FileRows:
                  time_column: str, unit_ns: int, warnings: ImportWarnings,
                  symbols: set[str] | None = None, file_symbol: str | None = None,
                  exchange: str | None = None, on_bytes: Callable[[int], None] | None = None,
-                 required: tuple[str, ...] = ()) -> None:
+                 required: tuple[str, ...] = (), has_header: bool = True) -> None:
         from collector.importers.csvfile import CsvFile
 
         self.path = path
-        self.csv = CsvFile(path, header, column_types, on_bytes)
-        self.time_column = time_column
+        self.csv = CsvFile(path, header, column_types, on_bytes, has_header=has_header)
+        self.time_column, self.unit_ns = time_column, unit_ns
         self.symbols, self.file_symbol, self.exchange = symbols, file_symbol, exchange
         self.required = (time_column, *required)
-        self.order = ReceiveOrder(time_column, REORDER_WINDOW_NS // unit_ns, path, warnings,
-                                  unit_ns)
+        self.order = ReceiveOrder(time_column, REORDER_WINDOW_NS // unit_ns, self.where,
+                                  warnings, unit_ns)
 
     @property
     def rows_read(self) -> int:
@@ -278,9 +276,21 @@ class FileRows:
             yield rest
 
     def where(self, row: int) -> str:
-        from collector.importers.csvfile import line_of
+        """'file' line N, for data row `row`."""
+        return f"'{self.path}' line {self.csv.line_of(row)}"
 
-        return f"'{self.path}' line {line_of(row)}"
+    def where_in(self, table: pa.Table, i: int) -> str:
+        """'file' line N, for row i of a table from `tables()`."""
+        return self.where(int(table["_row"][i].as_py()))
+
+    def symbol_keys(self, table: pa.Table) -> tuple[np.ndarray, list[str]]:
+        """Per row, an index into the list of the table's symbols."""
+        import pyarrow.compute as pc
+
+        if "symbol" not in table.column_names:
+            return np.zeros(table.num_rows, dtype=np.int32), [self.file_symbol or ""]
+        encoded = pc.dictionary_encode(table["symbol"]).combine_chunks()
+        return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
 
     def _checked(self, batch: pa.RecordBatch, first_row: int) -> pa.Table | None:
         import pyarrow.compute as pc
@@ -298,12 +308,12 @@ class FileRows:
             column = table[name]
             if column.null_count:
                 i = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-                raise UserError(f"{self.where(self._row(table, i))}: the {name} field is empty.")
+                raise UserError(f"{self.where_in(table, i)}: the {name} field is empty.")
         if self.exchange is not None:
             odd = pc.not_equal(table["exchange"], self.exchange)
             if pc.any(odd).as_py():
                 i = _first_true(odd)
-                raise UserError(f"{self.where(self._row(table, i))}: exchange "
+                raise UserError(f"{self.where_in(table, i)}: exchange "
                                 f"'{table['exchange'][i].as_py()}' in a file of "
                                 f"'{self.exchange}'; a file holds one exchange.")
         if "symbol" in table.column_names:
@@ -314,14 +324,10 @@ class FileRows:
                 odd = pc.not_equal(symbol, self.file_symbol)
                 if pc.any(odd).as_py():
                     i = _first_true(odd)
-                    raise UserError(f"{self.where(self._row(table, i))}: symbol "
+                    raise UserError(f"{self.where_in(table, i)}: symbol "
                                     f"'{symbol[i].as_py()}' after '{self.file_symbol}': the "
                                     f"file mixes symbols; choose them with --symbol.")
         return table if table.num_rows else None
-
-    @staticmethod
-    def _row(table: pa.Table, i: int) -> int:
-        return int(table["_row"][i].as_py())
 
 
 def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -340,3 +346,92 @@ def _blank_rows(table: pa.Table, time_column: str) -> np.ndarray:
         else:
             blank &= column.is_null().to_numpy(zero_copy_only=False)
     return blank
+
+
+# -- columns every importer reads the same way ----------------------------------------------
+@dataclass
+class PendingSnapshot:
+    """A block of snapshot rows being collected (it may span batches)."""
+
+    t: int
+    ts_event: int | None
+    seq: int | None
+    where: str
+    bids: list[tuple[int, int]] = field(default_factory=list)
+    asks: list[tuple[int, int]] = field(default_factory=list)
+
+
+def side_flags(rows: FileRows, table: pa.Table, bid_word: str, ask_word: str) -> list[bool]:
+    """True for bid rows; anything but the two words is a UserError naming its line."""
+    import pyarrow.compute as pc
+
+    side = table["side"]
+    is_bid = pc.equal(side, bid_word)
+    odd = pc.and_(pc.invert(is_bid), pc.not_equal(side, ask_word))
+    if pc.any(odd).as_py():
+        i = _first_true(odd)
+        raise UserError(f"{rows.where_in(table, i)}: side '{side[i].as_py()}' is neither "
+                        f"'{bid_word}' nor '{ask_word}'.")
+    return is_bid.to_numpy(zero_copy_only=False).tolist()
+
+
+def level_units(rows: FileRows, table: pa.Table, name: str, allow_empty: bool = False
+                ) -> tuple[list[int], list[bool]]:
+    """A price or size column as exact integer units, and which entries are empty; a
+    negative value, or an empty one where not allowed, is a UserError naming its line."""
+    from collector.importers.csvfile import units
+
+    values, nulls, negative = units(table[name])
+    if negative is not None:
+        raise UserError(f"{rows.where_in(table, negative)}: {name} "
+                        f"{table[name][negative].as_py()} is negative.")
+    if not allow_empty and nulls.any():
+        raise UserError(f"{rows.where_in(table, int(np.flatnonzero(nulls)[0]))}: the {name} "
+                        f"field is empty.")
+    return values, nulls.tolist()
+
+
+def apply_top_rows(feed: BookFeed, rows: FileRows, table: pa.Table,
+                   columns: list[tuple[bool, str, str]], event_column: str,
+                   seq_column: str | None, previous: dict[str, tuple[dict, dict]]) -> bool:
+    """Rows that each give the whole top of the book (tardis book_snapshot_N and quotes,
+    Binance bookTicker): each row replaces the book. `columns` are (is_bid, price column,
+    size column), best first. n_updates counts the levels that changed. False once past
+    --to."""
+    unit = rows.unit_ns
+    local = table[rows.time_column].to_numpy()
+    exchange_ts = table[event_column].to_numpy()
+    seqs = table[seq_column].to_numpy().tolist() if seq_column else None
+    codes, names = rows.symbol_keys(table)
+    states = [feed.state(name) for name in names]
+    sides = []
+    for is_bid, price_col, size_col in columns:
+        prices, price_empty = level_units(rows, table, price_col, allow_empty=True)
+        sizes, size_empty = level_units(rows, table, size_col, allow_empty=True)
+        if price_empty != size_empty:
+            i = next(i for i, (a, b) in enumerate(zip(price_empty, size_empty, strict=True))
+                     if a != b)
+            raise UserError(f"{rows.where_in(table, i)}: {price_col} and {size_col} must be "
+                            f"both given or both empty.")
+        sides.append((is_bid, prices, sizes, price_empty))
+    for i in range(table.num_rows):
+        t = int(local[i]) * unit
+        if feed.past_end(t):
+            return False
+        state = states[codes[i]]
+        bids = [(p[i], s[i]) for is_bid, p, s, empty in sides if is_bid and not empty[i]]
+        asks = [(p[i], s[i]) for is_bid, p, s, empty in sides if not is_bid and not empty[i]]
+        feed.advance(t)
+        new = (dict(bids), dict(asks))
+        old = previous.get(state.symbol, ({}, {}))
+        previous[state.symbol] = new
+        changed = sum(_changed_levels(o, n) for o, n in zip(old, new, strict=True))
+        feed.load_snapshot(state, bids, asks, t, int(exchange_ts[i]) * unit,
+                           seqs[i] if seqs else None, rows.where_in(table, i),
+                           n_updates=changed)
+    return True
+
+
+def _changed_levels(old: dict[int, int], new: dict[int, int]) -> int:
+    """Levels whose size differs between two tops of book (added and removed included)."""
+    return sum(1 for p, s in new.items() if old.get(p) != s) + sum(1 for p in old if p not in new)

@@ -26,13 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from bookcast.errors import UserError
-from collector.importers.csvfile import UNITS, read_header, units
-from collector.importers.feed import BookFeed, FileRows, ImportWarnings, TimeWindow, runs
+from collector.importers.csvfile import UNITS, read_header
+from collector.importers.feed import (
+    BookFeed,
+    FileRows,
+    ImportWarnings,
+    PendingSnapshot,
+    TimeWindow,
+    apply_top_rows,
+    level_units,
+    runs,
+    side_flags,
+)
 from collector.importers.session import ImportSession
 from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline
 
@@ -202,7 +210,7 @@ def import_tardis(paths: list[Path | str], data_dir: Path | str,
     with ImportSession(data_dir, SOURCE) as session, progress_bar("import", progress,
                                                                   total) as on_bytes:
         for (venue, kind), group in groups.items():
-            levels = _depth_for(kind, depth, group[0].path)
+            levels = depth_for(kind, depth, group[0].path)
             pipeline = session.pipeline(venue, interval_ns, levels, symbols,
                                         rotate_rows=rotate_rows, rotate_ns=rotate_ns)
             summary.pipelines.append(pipeline)
@@ -242,7 +250,9 @@ def _groups(files: list[TardisFile]) -> dict[tuple[str, DataType], list[TardisFi
     return groups
 
 
-def _depth_for(kind: DataType, depth: Depth, path: Path) -> int | None:
+def depth_for(kind: DataType, depth: Depth, path: Path) -> int | None:
+    """The depth to store: --depth if given (refused above the levels a row holds), else
+    100 levels, or all a snapshot file's rows hold if fewer; 'full' is every level."""
     if kind.levels is None:
         return None if depth == "full" else (depth or DEFAULT_DEPTH)
     if isinstance(depth, int) and depth > kind.levels:
@@ -291,7 +301,7 @@ def _rows(f: TardisFile, types: dict[str, pa.DataType], wanted: set[str] | None,
 
 def _import_l2(feed: BookFeed, group: list[TardisFile], wanted: set[str] | None,
                warnings: ImportWarnings, on_bytes: Callable[[int], None] | None) -> int:
-    snapshots: dict[str, _PendingSnapshot] = {}
+    snapshots: dict[str, PendingSnapshot] = {}
     skipped: dict[str, int] = {}
     read = 0
     for f in group:
@@ -304,7 +314,7 @@ def _import_l2(feed: BookFeed, group: list[TardisFile], wanted: set[str] | None,
         read += rows.rows_read
     for symbol, pending in snapshots.items():  # a file that ends inside a snapshot block
         feed.load_snapshot(feed.state(symbol), pending.bids, pending.asks, pending.t,
-                           pending.ts_event, None, pending.where)
+                           pending.ts_event, pending.seq, pending.where)
     for symbol, n in skipped.items():
         warnings.add("updates before the first snapshot",
                      f"{symbol}: {n:,} update rows before the first snapshot were skipped",
@@ -312,56 +322,17 @@ def _import_l2(feed: BookFeed, group: list[TardisFile], wanted: set[str] | None,
     return read
 
 
-@dataclass
-class _PendingSnapshot:
-    t: int
-    ts_event: int
-    where: str
-    bids: list[tuple[int, int]] = field(default_factory=list)
-    asks: list[tuple[int, int]] = field(default_factory=list)
-
-
-def _sides(rows: FileRows, table: pa.Table, bid_word: str, ask_word: str) -> list[bool]:
-    """True for bid rows; anything but the two words is a UserError naming its line."""
-    side = table["side"]
-    is_bid = pc.equal(side, bid_word)
-    odd = pc.and_(pc.invert(is_bid), pc.not_equal(side, ask_word))
-    if pc.any(odd).as_py():
-        i = int(np.flatnonzero(odd.to_numpy(zero_copy_only=False))[0])
-        raise UserError(f"{rows.where(int(table['_row'][i].as_py()))}: side "
-                        f"'{side[i].as_py()}' is neither '{bid_word}' nor '{ask_word}'.")
-    return is_bid.to_numpy(zero_copy_only=False).tolist()
-
-
-def _level_units(rows: FileRows, table: pa.Table, name: str) -> list[int]:
-    values, nulls, negative = units(table[name])
-    if negative is not None:
-        raise UserError(f"{rows.where(int(table['_row'][negative].as_py()))}: {name} "
-                        f"{table[name][negative].as_py()} is negative.")
-    if nulls.any():
-        i = int(np.flatnonzero(nulls)[0])
-        raise UserError(f"{rows.where(int(table['_row'][i].as_py()))}: the {name} field is "
-                        f"empty.")
-    return values
-
-
-def _symbol_keys(table: pa.Table) -> tuple[np.ndarray, list[str]]:
-    encoded = pc.dictionary_encode(table["symbol"]).combine_chunks()
-    return (encoded.indices.to_numpy(zero_copy_only=False),
-            encoded.dictionary.to_pylist())
-
-
 def _apply_l2(feed: BookFeed, rows: FileRows, table: pa.Table,
-              snapshots: dict[str, _PendingSnapshot], skipped: dict[str, int]) -> bool:
+              snapshots: dict[str, PendingSnapshot], skipped: dict[str, int]) -> bool:
     """Apply one table of L2 rows; False once past --to."""
     local = table["local_timestamp"].to_numpy()
     exchange_ts = table["timestamp"].to_numpy()
     snap = table["is_snapshot"].to_numpy(zero_copy_only=False)
     row_index = table["_row"].to_numpy()
-    is_bid = _sides(rows, table, "bid", "ask")
-    prices = _level_units(rows, table, "price")
-    sizes = _level_units(rows, table, "amount")
-    codes, names = _symbol_keys(table)
+    is_bid = side_flags(rows, table, "bid", "ask")
+    prices, _ = level_units(rows, table, "price")
+    sizes, _ = level_units(rows, table, "amount")
+    codes, names = rows.symbol_keys(table)
     states = [feed.state(name) for name in names]
     for a, b in runs([local, snap, codes]):
         t = int(local[a]) * US
@@ -377,7 +348,8 @@ def _apply_l2(feed: BookFeed, rows: FileRows, table: pa.Table,
                     state.gaps += 1
                     feed.invalidate(state, t, f"a new snapshot at {where}: tardis "
                                               f"resynchronised the feed")
-                pending = snapshots[symbol] = _PendingSnapshot(t, int(exchange_ts[a]) * US, where)
+                pending = snapshots[symbol] = PendingSnapshot(t, int(exchange_ts[a]) * US, None,
+                                                              where)
             feed.advance(t)
             bids, asks = pending.bids, pending.asks
             for i in range(a, b):
@@ -386,7 +358,7 @@ def _apply_l2(feed: BookFeed, rows: FileRows, table: pa.Table,
         pending = snapshots.pop(symbol, None)
         if pending is not None:
             feed.load_snapshot(state, pending.bids, pending.asks, pending.t, pending.ts_event,
-                               None, pending.where)
+                               pending.seq, pending.where)
         feed.advance(t)
         if not feed.ready(state):
             skipped[symbol] = skipped.get(symbol, 0) + b - a
@@ -411,76 +383,32 @@ def _level_types(header: list[str]) -> dict[str, pa.DataType]:
     return types
 
 
-def _level_columns(kind: DataType) -> Iterator[tuple[str, str, str]]:
-    """(side, price column, amount column), best level first, bids and asks."""
+def _level_columns(kind: DataType) -> Iterator[tuple[bool, str, str]]:
+    """(is_bid, price column, amount column), best level first, bids and asks."""
     if kind.name == "quotes":
-        yield "bid", "bid_price", "bid_amount"
-        yield "ask", "ask_price", "ask_amount"
+        yield True, "bid_price", "bid_amount"
+        yield False, "ask_price", "ask_amount"
         return
-    for side, word in (("bid", "bids"), ("ask", "asks")):
+    for is_bid, word in ((True, "bids"), (False, "asks")):
         for i in range(kind.levels or 0):
-            yield side, f"{word}[{i}].price", f"{word}[{i}].amount"
+            yield is_bid, f"{word}[{i}].price", f"{word}[{i}].amount"
 
 
 def _import_levels(feed: BookFeed, group: list[TardisFile], wanted: set[str] | None,
                    warnings: ImportWarnings, on_bytes: Callable[[int], None] | None) -> int:
     """book_snapshot_N and quotes: every row is the whole top of the book."""
     read = 0
-    previous: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
+    previous: dict[str, tuple[dict, dict]] = {}
     for f in group:
         rows = _rows(f, _level_types(f.header), wanted, warnings, on_bytes, ())
         columns = list(_level_columns(f.kind))
         tables = rows.tables()
         for table in tables:
-            if not _apply_levels(feed, rows, table, columns, previous):
+            if not apply_top_rows(feed, rows, table, columns, "timestamp", None, previous):
                 tables.close()
                 break
         read += rows.rows_read
     return read
-
-
-def _apply_levels(feed: BookFeed, rows: FileRows, table: pa.Table,
-                  columns: list[tuple[str, str, str]],
-                  previous: dict[str, tuple[dict[int, int], dict[int, int]]]) -> bool:
-    local = table["local_timestamp"].to_numpy()
-    exchange_ts = table["timestamp"].to_numpy()
-    row_index = table["_row"].to_numpy()
-    codes, names = _symbol_keys(table)
-    states = [feed.state(name) for name in names]
-    sides = []
-    for side, price_col, amount_col in columns:
-        prices, price_nulls, negative = units(table[price_col])
-        sizes, size_nulls, negative_size = units(table[amount_col])
-        for bad, name in ((negative, price_col), (negative_size, amount_col)):
-            if bad is not None:
-                raise UserError(f"{rows.where(int(row_index[bad]))}: {name} "
-                                f"{table[name][bad].as_py()} is negative.")
-        odd = np.flatnonzero(price_nulls != size_nulls)
-        if len(odd):
-            raise UserError(f"{rows.where(int(row_index[odd[0]]))}: {price_col} and "
-                            f"{amount_col} must be both given or both empty.")
-        sides.append((side == "bid", prices, sizes, price_nulls.tolist()))
-    for i in range(table.num_rows):
-        t = int(local[i]) * US
-        if feed.past_end(t):
-            return False
-        state = states[codes[i]]
-        bids = [(p[i], s[i]) for is_bid, p, s, nulls in sides if is_bid and not nulls[i]]
-        asks = [(p[i], s[i]) for is_bid, p, s, nulls in sides if not is_bid and not nulls[i]]
-        feed.advance(t)
-        new = (dict(bids), dict(asks))
-        old = previous.get(state.symbol, ({}, {}))
-        changed = sum(_changed(o, n) for o, n in zip(old, new, strict=True))
-        previous[state.symbol] = new
-        state.n_updates -= len(bids) + len(asks) - changed  # load_snapshot counts every level
-        feed.load_snapshot(state, bids, asks, t, int(exchange_ts[i]) * US, None,
-                           rows.where(int(row_index[i])))
-    return True
-
-
-def _changed(old: dict[int, int], new: dict[int, int]) -> int:
-    """Levels whose size differs between two tops of book (added and removed included)."""
-    return sum(1 for p, s in new.items() if old.get(p) != s) + sum(1 for p in old if p not in new)
 
 
 # -- trades ---------------------------------------------------------------------------------
@@ -506,8 +434,7 @@ def _import_trades(pipeline: Pipeline, group: list[TardisFile], wanted: set[str]
             sides = table["side"].to_pylist()
             prices = table["price"].to_numpy().tolist()
             sizes = table["amount"].to_numpy().tolist()
-            row_index = table["_row"].to_numpy()
-            codes, names = _symbol_keys(table)
+            codes, names = rows.symbol_keys(table)
             states = [pipeline.state(name) for name in names]
             trade = pipeline.trade
             stop = False
@@ -521,7 +448,7 @@ def _import_trades(pipeline: Pipeline, group: list[TardisFile], wanted: set[str]
                 side = TRADE_SIDES.get(sides[i])
                 if side is None:
                     if not unknown:
-                        unknown_where = rows.where(int(row_index[i]))
+                        unknown_where = rows.where_in(table, i)
                         unknown_side = sides[i]
                     unknown += 1
                     continue
@@ -529,7 +456,7 @@ def _import_trades(pipeline: Pipeline, group: list[TardisFile], wanted: set[str]
             if unknown:
                 warnings.add("trades without an aggressor side",
                              f"{unknown_where}: trade side '{unknown_side}' is neither buy "
-                             f"nor sell; skipped", count=unknown)
+                             f"nor sell; {unknown:,} such trades skipped", count=unknown)
             if stop:
                 tables.close()
                 break

@@ -23,6 +23,8 @@ class Venue:
     conn_prefixes: ClassVar[tuple[str, ...]] = ()
     # tick sizes known without a REST call; others come from REST replies or inference
     tick_sizes: ClassVar[dict[str, float]] = {}
+    # hosts of other product families whose data this module would misread -> what they are
+    other_families: ClassVar[dict[str, str]] = {}
 
     # most diffs a book buffers while it waits for a snapshot; older ones are dropped
     max_buffered: ClassVar[int] = 50_000
@@ -32,6 +34,8 @@ class Venue:
         # subscribe live to the venue's own top-of-book stream (Binance bookTicker) so
         # every rebuilt book is cross-checked; off by default, it is most of the traffic
         self.top_of_book_streams = False
+        # snapshots no symbol could be matched to (so far): said when no book was built
+        self.unmatched_snapshots = 0
 
     # -- dispatch ---------------------------------------------------------------
     def on_record(self, rec: CaptureRecord) -> None:

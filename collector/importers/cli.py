@@ -1,0 +1,120 @@
+"""`bookcast import tardis|binance-depth`: other tools' history files -> the datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bookcast import terminal
+from bookcast.errors import UserError
+from bookcast.timeutil import parse_duration_ns, parse_time_ns
+
+app = typer.Typer(help="Import history files from other tools into the snapshots and trades "
+                       "datasets (the same rows, gap flags and files as replay).",
+                  no_args_is_help=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default "
+                                               "$BOOKCAST_DATA_DIR or ./data).")]
+Interval = Annotated[str, typer.Option(help="Snapshot grid on receive time, 10ms or more.")]
+Depth = Annotated[str | None, typer.Option(help="Levels per side, or 'full' (default 100, or "
+                                                "the levels a snapshot file holds).")]
+From = Annotated[str | None, typer.Option("--from", help="First time to import (ISO date or "
+                                                         "time, UTC).")]
+To = Annotated[str | None, typer.Option("--to", help="Last time to import (ISO, UTC).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _depth(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    from collector.cli import parse_depth
+
+    levels = parse_depth(text)
+    return "full" if levels is None else levels
+
+
+def _window(start: str | None, end: str | None):  # type: ignore[no-untyped-def]
+    from collector.importers.feed import TimeWindow
+
+    return TimeWindow(None if start is None else parse_time_ns(start, what="--from time"),
+                      None if end is None else parse_time_ns(end, what="--to time"))
+
+
+@app.command("tardis")
+def tardis(
+    files: Annotated[list[Path], typer.Argument(help="tardis.dev CSV files (gzip, zstd or "
+                                                     "plain): incremental_book_L2, "
+                                                     "book_snapshot_N, quotes, trades.")],
+    data_dir: DataDir = None,
+    interval: Interval = "1s",
+    depth: Depth = None,
+    symbol: Annotated[list[str] | None, typer.Option(help="Only these symbols (required for a "
+                                                          "file of several).")] = None,
+    start: From = None,
+    end: To = None,
+    quiet: Quiet = False,
+) -> None:
+    """Import tardis.dev CSV files, e.g. `bookcast import tardis binance_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz --interval 100ms`."""
+    from bookcast.paths import data_root
+    from collector.cli import setup_logging
+    from collector.importers.tardis import import_tardis
+
+    setup_logging()
+    summary = import_tardis(files, data_root(data_dir), parse_duration_ns(interval,
+                            what="interval"), _depth(depth), symbol, _window(start, end),
+                            progress=not quiet)
+    _report(summary)
+
+
+@app.command("binance-depth")
+def binance_depth(
+    files: Annotated[list[Path], typer.Argument(help="Binance historical order-book update "
+                                                     "files (T_DEPTH) or bookTicker files.")],
+    data_dir: DataDir = None,
+    interval: Interval = "1s",
+    depth: Depth = None,
+    venue: Annotated[str, typer.Option(help="binance-usdm (futures) or binance-spot.")] = (
+        "binance-usdm"),
+    symbol: Annotated[str | None, typer.Option(help="The symbol (bookTicker files name none "
+                                                    "inside).")] = None,
+    start: From = None,
+    end: To = None,
+    quiet: Quiet = False,
+) -> None:
+    """Import Binance's historical order-book files; the grid is on exchange time."""
+    from bookcast.paths import data_root
+    from collector.cli import setup_logging
+    from collector.importers.binance import import_binance
+
+    setup_logging()
+    summary = import_binance(files, data_root(data_dir), parse_duration_ns(interval,
+                             what="interval"), _depth(depth), venue, symbol,
+                             _window(start, end), progress=not quiet)
+    _report(summary)
+
+
+def _report(summary) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    console = terminal.console()
+    table = Table(title=f"imported {summary.rows_read:,} rows in {summary.seconds:.1f} s "
+                        f"({summary.rows_per_second:,.0f} rows/s)")
+    for col in ("venue", "symbol", "data type", "files", "updates", "rows written", "resyncs",
+                "gaps", "crossed"):
+        table.add_column(col, justify="left" if col in ("venue", "symbol", "data type")
+                         else "right")
+    for s in summary.streams:
+        table.add_row(s.venue, s.symbol, s.data_type, str(s.files), f"{s.updates:,}",
+                      f"{s.rows_written:,}", str(s.resyncs), str(s.gaps), str(s.crossed))
+    console.print(table)
+    if summary.warnings.counts:
+        console.print(f"[yellow]warnings: {summary.warnings.summary()}[/yellow]",
+                      highlight=False)
+    if not summary.files_written:
+        raise UserError("Nothing was imported: no rows fell inside --from/--to.")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="import")
