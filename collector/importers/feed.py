@@ -1,10 +1,13 @@
 """Parsed level updates -> the collector's Pipeline: what a venue module does for replay.
 
-An importer parses its file into runs of levels (one update each) and hands them to a
-`BookFeed`, which keeps replay's exact rules: before an update received at t, every grid
-point strictly before t is sampled (a row is the book as of the last update at or before
-its grid time); a book is sampled only while synchronised; the first row after a
-(re)synchronisation has gap = true; a crossed book is invalid until the next snapshot.
+An importer parses its file into runs of levels and hands them to a `BookFeed`, which keeps
+replay's exact rules: before an update received at t, every grid point strictly before t
+is sampled (a row is the book as of the last update at or before its grid time); a book is
+sampled only while synchronised; the first row after a (re)synchronisation has gap = true.
+Everything a symbol receives at one time is one update (a snapshot with the diffs that
+follow it at its receive time, or a diff's bids and asks, even interleaved with another
+symbol's rows): only once time moves on is the book checked, and a crossed book is
+invalid until its next snapshot.
 
 `--from/--to` (a `TimeWindow`): updates before the window still build the book, but no
 row is due before it opens; reading stops at the first update after it.
@@ -77,6 +80,7 @@ class BookFeed:
         self.due = -math.inf  # the next grid point that may be due
         self.last_t = 0
         self._ready: set[str] = set()  # books holding a snapshot (valid, or waiting to open)
+        self._unchecked: dict[str, str] = {}  # books changed at last_t -> where, last line
 
     # -- time -------------------------------------------------------------------------------
     def past_end(self, t: int) -> bool:
@@ -84,6 +88,8 @@ class BookFeed:
 
     def advance(self, t: int) -> None:
         """Sample every grid point before t; call before applying an update received at t."""
+        if self._unchecked and t > self.last_t:
+            self._check_books()
         if not self.opened:
             if t < self.start:  # type: ignore[operator]
                 return
@@ -105,6 +111,7 @@ class BookFeed:
 
     def finish(self) -> None:
         """Sample up to the last update (or --to), as replay does, and write everything."""
+        self._check_books()
         if self.opened and self.last_t:
             last = self.last_t if self.end is None else min(self.last_t, self.end)
             self.pipeline.sample_until(last + 1)
@@ -130,29 +137,35 @@ class BookFeed:
         state.ts_recv, state.ts_event, state.seq = t, ts_event, seq
         state.n_updates += len(bids) + len(asks) if n_updates is None else n_updates
         state.messages += 1
-        if book.is_crossed():
-            self._crossed(state, t, where)
-            return
         self._ready.add(state.symbol)
+        self._unchecked[state.symbol] = where
         if self.opened and not state.valid:
             self.pipeline.synced(state, t)
 
     def updated(self, state: SymbolState, n_levels: int, t: int, ts_event: int | None,
                 seq: int | None, where: str) -> None:
-        """Levels were applied to the book (by the importer's own loop): count them and
-        check the book, as the venue modules do after every diff."""
+        """Levels were applied to the book (by the importer's own loop): count them; the
+        book is checked once everything received at t is applied."""
+        if t != state.ts_recv:
+            state.messages += 1
         state.ts_recv, state.ts_event, state.seq = t, ts_event, seq
         state.n_updates += n_levels
         state.level_updates += n_levels
-        state.messages += 1
-        if state.book.is_crossed():
-            self._crossed(state, t, where)
+        self._unchecked[state.symbol] = where
 
     def invalidate(self, state: SymbolState, t: int, reason: str) -> None:
         """No rows for this book until its next snapshot."""
         self._ready.discard(state.symbol)
         state.book.clear()
         self.pipeline.invalidate(state, t, reason)
+
+    def _check_books(self) -> None:
+        """A book that came out of its last update crossed is a broken book."""
+        for symbol, where in self._unchecked.items():
+            state = self.pipeline.state(symbol)
+            if state.book.is_crossed():
+                self._crossed(state, state.ts_recv, where)
+        self._unchecked.clear()
 
     def _crossed(self, state: SymbolState, t: int, where: str) -> None:
         state.crossed += 1
