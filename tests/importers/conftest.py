@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tardis_files import DEPTH, INTERVAL, SOURCES, snapshots, trades
 
+from collector.pipeline import Pipeline
 from collector.replay import replay_captures
 
 
