@@ -42,7 +42,14 @@ from collector.importers.feed import (
     side_flags,
 )
 from collector.importers.session import ImportSession
-from collector.importers.tardis import DataType, Depth, ImportedStream, ImportSummary, depth_for
+from collector.importers.tardis import (
+    SKIPPED,
+    DataType,
+    Depth,
+    ImportedStream,
+    ImportSummary,
+    depth_for,
+)
 from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline
 from collector.venues.binance_spot import BinanceSpot
 from collector.venues.binance_usdm import coin_margined
@@ -330,9 +337,9 @@ class _Chain:
     def finish(self) -> None:
         self._finish_snapshot()  # a file that ends inside a snapshot block
         if self.skipped:
-            self.warnings.add("updates before the first snapshot",
-                              f"{self.skipped:,} update rows before the first snapshot (or "
-                              f"after a gap) were skipped", count=self.skipped)
+            self.warnings.add(SKIPPED, f"{self.state.symbol}: {self.skipped:,} update rows "
+                                       f"skipped while its book had no snapshot (before the "
+                                       f"first, or after a gap)", count=self.skipped)
 
 
 # -- bookTicker -----------------------------------------------------------------------------

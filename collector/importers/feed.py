@@ -188,50 +188,48 @@ class ReceiveOrder:
         self.column, self.window, self.where = column, window, where
         self.warnings, self.unit_ns = warnings, unit_ns
         self._carry: pa.Table | None = None
-        self._released = -math.inf  # the latest time already handed on
+        self._latest = np.iinfo(np.int64).min  # the latest time seen so far
 
     def push(self, table: pa.Table) -> pa.Table | None:
         """Add rows (with a `_row` column: their data-row index); returns the rows whose
         place is now certain, in order."""
+        ts = table[self.column].to_numpy()
+        latest = np.maximum(np.maximum.accumulate(ts), self._latest)  # seen up to each row
+        late = ts < latest
+        if late.any():
+            too_late = ts < latest - self.window
+            if too_late.any():
+                self._too_late(table, ts, latest, int(np.flatnonzero(too_late)[0]))
+            self._count_late(table, ts, latest, late)
+        self._latest = int(latest[-1])
         if self._carry is not None:
             table = pa.concat_tables([self._carry, table]).combine_chunks()
-        if not table.num_rows:
-            return None
-        ts = table[self.column].to_numpy()
-        late = ts < np.maximum.accumulate(ts)
+            ts = table[self.column].to_numpy()
         if late.any():
-            order = np.argsort(ts, kind="stable")
-            self._count_late(table, ts, late)
+            order = np.argsort(ts, kind="stable")  # the held-back rows come first on ties
             table, ts = table.take(order), ts[order]
-        if ts[0] < self._released:
-            self._too_late(table, ts)
         cut = int(np.searchsorted(ts, ts[-1] - self.window, side="right"))
         self._carry = table.slice(cut)
-        if not cut:
-            return None
-        self._released = ts[cut - 1]
-        return table.slice(0, cut)
+        return table.slice(0, cut) if cut else None
 
     def drain(self) -> pa.Table | None:
         rest, self._carry = self._carry, None
         return rest if rest is not None and rest.num_rows else None
 
-    def _count_late(self, table: pa.Table, ts: np.ndarray, late: np.ndarray) -> None:
-        late_rows = np.flatnonzero(late)
-        i = int(late_rows[0])
-        by = (np.maximum.accumulate(ts)[i] - ts[i]) * self.unit_ns
-        row = int(table["_row"].to_numpy()[i])
+    def _count_late(self, table: pa.Table, ts: np.ndarray, latest: np.ndarray,
+                    late: np.ndarray) -> None:
+        rows = np.flatnonzero(late)
+        i = int(rows[0])
         self.warnings.add("rows put back in receive order",
-                          f"{self.where(row)}: received {by / 1e6:g} ms "
-                          f"before a row above it; {len(late_rows):,} such rows put back in "
-                          f"receive order", count=len(late_rows))
+                          f"{self.where(int(table['_row'][i].as_py()))}: received "
+                          f"{(latest[i] - ts[i]) * self.unit_ns / 1e6:g} ms before a row above "
+                          f"it; {len(rows):,} such rows put back in receive order",
+                          count=len(rows))
 
-    def _too_late(self, table: pa.Table, ts: np.ndarray) -> None:
-        i = int(np.flatnonzero(ts < self._released)[0])
-        row = int(table["_row"].to_numpy()[i])
-        by = (self._released - ts[i]) * self.unit_ns
-        raise UserError(f"{self.where(row)}: its {self.column} is "
-                        f"{by / 1e9:g} s before rows above it, more than the "
+    def _too_late(self, table: pa.Table, ts: np.ndarray, latest: np.ndarray, i: int) -> None:
+        by = (latest[i] - ts[i]) * self.unit_ns
+        raise UserError(f"{self.where(int(table['_row'][i].as_py()))}: its {self.column} is "
+                        f"{by / 1e9:g} s before a row above it, more than the "
                         f"{self.window * self.unit_ns / 1e9:g} s a file may be out of "
                         f"order; sort the file by {self.column}.")
 
@@ -397,7 +395,7 @@ def level_units(rows: FileRows, table: pa.Table, name: str, allow_empty: bool = 
     values, nulls, negative = units(table[name])
     if negative is not None:
         raise UserError(f"{rows.where_in(table, negative)}: {name} "
-                        f"{table[name][negative].as_py()} is negative.")
+                        f"{table[name][negative].as_py().normalize():f} is negative.")
     if not allow_empty and nulls.any():
         raise UserError(f"{rows.where_in(table, int(np.flatnonzero(nulls)[0]))}: the {name} "
                         f"field is empty.")

@@ -47,6 +47,7 @@ from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline
 SOURCE = "tardis"
 US = 1_000
 DEFAULT_DEPTH = 100
+SKIPPED = "update rows without a book"
 
 # tardis exchange ids -> bookcast venues, where they are the same feed; others keep their id
 EXCHANGE_VENUES = {"binance": "binance-spot", "binance-futures": "binance-usdm",
@@ -316,9 +317,8 @@ def _import_l2(feed: BookFeed, group: list[TardisFile], wanted: set[str] | None,
         feed.load_snapshot(feed.state(symbol), pending.bids, pending.asks, pending.t,
                            pending.ts_event, pending.seq, pending.where)
     for symbol, n in skipped.items():
-        warnings.add("updates before the first snapshot",
-                     f"{symbol}: {n:,} update rows before the first snapshot were skipped",
-                     count=n)
+        warnings.add(SKIPPED, f"{symbol}: {n:,} update rows skipped while its book had no "
+                              f"snapshot (before the first, or after it went invalid)", count=n)
     return read
 
 
