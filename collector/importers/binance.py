@@ -313,6 +313,7 @@ class _Chain:
             if not ok:
                 where = rows.where_in(table, a)
                 state.gaps += 1  # counted per stream and logged by the pipeline
+                self.skipped += b - a
                 feed.invalidate(state, t, f"gap: update {msg['U']}..{msg['u']} after "
                                           f"{state.seq} at {where}")
                 continue

@@ -207,7 +207,9 @@ class BinanceSpot(Venue):
 
     def snapshot_owner(self, url: str, reply: dict[str, Any]) -> SymbolState | None:
         """The symbol a REST snapshot belongs to: from its url (the request the collector
-        made), else the diffs waiting for it by their ids, else the only subscribed symbol."""
+        made), else the diffs waiting for it by their ids, else the only subscribed symbol.
+        Never by elimination: another symbol's snapshot, loaded under this one, could look
+        joined (every diff older than it) and stay "valid" with the wrong levels."""
         query = parse_qs(urlparse(url).query)
         if "symbol" in query:
             symbol = query["symbol"][0].upper()
@@ -218,8 +220,6 @@ class BinanceSpot(Venue):
             first, last = state.pending[0][0], state.pending[-1][0]
             if first["U"] <= last_id + 1 and last_id <= last["u"] + SNAPSHOT_MATCH_IDS:
                 return state
-        if len(waiting) == 1:
-            return waiting[0]
         if not waiting and len(self.subscribed) == 1:
             symbol = next(iter(self.subscribed))
             return self.sink.state(symbol) if self.sink.wants(symbol) else None
