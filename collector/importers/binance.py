@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from bookcast.errors import UserError
@@ -37,7 +38,10 @@ from collector.importers.feed import (
     PendingSnapshot,
     TimeWindow,
     apply_top_rows,
+    codes_of,
     level_units,
+    mask_of,
+    numbers,
     runs,
     side_flags,
 )
@@ -265,17 +269,17 @@ class _Chain:
     def apply(self, rows: FileRows, table: pa.Table) -> bool:
         """One table of rows; False once past --to."""
         feed, venue = self.feed, self.venue
-        times = table["timestamp"].to_numpy()
-        first_ids = table["first_update_id"].to_numpy()
-        last_ids = table["last_update_id"].to_numpy()
-        pus = table["pu"].to_numpy(zero_copy_only=False) if "pu" in table.column_names else None
-        kinds = table["update_type"].to_numpy(zero_copy_only=False)
-        snap = kinds == "snap"
-        odd = ~snap & (kinds != "set")
-        if odd.any():
-            i = int(odd.nonzero()[0][0])
-            raise UserError(f"{rows.where_in(table, i)}: update_type '{kinds[i]}' is neither "
-                            f"'snap' nor 'set'.")
+        times = numbers(table["timestamp"])
+        first_ids = numbers(table["first_update_id"])
+        last_ids = numbers(table["last_update_id"])
+        pus = _ids_or_none(table["pu"]) if "pu" in table.column_names else None
+        codes, kinds = codes_of(table["update_type"])
+        odd = [i for i, kind in enumerate(kinds) if kind not in ("snap", "set")]
+        if odd:
+            i = int(np.flatnonzero(np.isin(codes, odd))[0])
+            raise UserError(f"{rows.where_in(table, i)}: update_type '{kinds[codes[i]]}' is "
+                            f"neither 'snap' nor 'set'.")
+        snap = codes == (kinds.index("snap") if "snap" in kinds else -1)
         is_bid = side_flags(rows, table, "b", "a")
         prices, _ = level_units(rows, table, "price")
         sizes, _ = level_units(rows, table, "qty")
@@ -302,7 +306,7 @@ class _Chain:
                 self.skipped += b - a
                 continue
             msg: dict[str, Any] = {"U": int(first_ids[a]), "u": int(last_ids[a]),
-                                   "pu": None if pus is None else int(pus[a])}
+                                   "pu": None if pus is None else pus[a]}
             if self.join_at is not None:
                 if venue.stale(msg, self.join_at):
                     continue  # wholly inside the snapshot
@@ -341,6 +345,15 @@ class _Chain:
             self.warnings.add(SKIPPED, f"{self.state.symbol}: {self.skipped:,} update rows "
                                        f"skipped while its book had no snapshot (before the "
                                        f"first, or after a gap)", count=self.skipped)
+
+
+def _ids_or_none(column: pa.ChunkedArray) -> list[int | None]:
+    """An id column as Python ints, None where the field was empty."""
+    values = numbers(column).tolist()  # an empty field's slot holds some value: masked below
+    if not column.null_count:
+        return values
+    nulls = mask_of(column.is_null()).tolist()
+    return [None if null else v for v, null in zip(values, nulls, strict=True)]
 
 
 # -- bookTicker -----------------------------------------------------------------------------

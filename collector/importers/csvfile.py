@@ -232,8 +232,12 @@ def units(column: pa.Array) -> tuple[list[int], np.ndarray, int | None]:
     words = np.frombuffer(column.buffers()[1], dtype=np.int64,
                           count=2 * (column.offset + n))[2 * column.offset:]
     low, high = words[0::2], words[1::2]
-    nulls = (column.is_null().to_numpy(zero_copy_only=False) if column.null_count
-             else np.zeros(n, dtype=bool))
+    if column.null_count:
+        from collector.importers.feed import mask_of
+
+        nulls = mask_of(column.is_null())
+    else:
+        nulls = np.zeros(n, dtype=bool)
     if not high.any() and not (low < 0).any():
         return low.tolist(), nulls, None
     negative = np.flatnonzero((high < 0) & ~nulls)

@@ -193,7 +193,7 @@ class ReceiveOrder:
     def push(self, table: pa.Table) -> pa.Table | None:
         """Add rows (with a `_row` column: their data-row index); returns the rows whose
         place is now certain, in order."""
-        ts = table[self.column].to_numpy()
+        ts = numbers(table[self.column])
         latest = np.maximum(np.maximum.accumulate(ts), self._latest)  # seen up to each row
         late = ts < latest
         if late.any():
@@ -204,10 +204,10 @@ class ReceiveOrder:
         self._latest = int(latest[-1])
         if self._carry is not None:
             table = pa.concat_tables([self._carry, table]).combine_chunks()
-            ts = table[self.column].to_numpy()
+            ts = numbers(table[self.column])
         if late.any():
             order = np.argsort(ts, kind="stable")  # the held-back rows come first on ties
-            table, ts = table.take(order), ts[order]
+            table, ts = table.take(_int64s(order)), ts[order]
         cut = int(np.searchsorted(ts, ts[-1] - self.window, side="right"))
         self._carry = table.slice(cut)
         return table.slice(0, cut) if cut else None
@@ -296,66 +296,100 @@ class FileRows:
 
     def symbol_keys(self, table: pa.Table) -> tuple[np.ndarray, list[str]]:
         """Per row, an index into the list of the table's symbols."""
-        import pyarrow.compute as pc
-
         if "symbol" not in table.column_names:
             return np.zeros(table.num_rows, dtype=np.int32), [self.file_symbol or ""]
-        encoded = pc.dictionary_encode(table["symbol"]).combine_chunks()
-        return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+        return codes_of(table["symbol"])
 
     def _checked(self, batch: pa.RecordBatch, first_row: int) -> pa.Table | None:
-        import pyarrow.compute as pc
-
         n = batch.num_rows
         table = pa.Table.from_batches([batch]).append_column(
-            "_row", pa.array(np.arange(first_row, first_row + n, dtype=np.int64)))
+            "_row", _int64s(np.arange(first_row, first_row + n, dtype=np.int64)))
         time = table[self.time_column]
         if time.null_count:
-            blank = _blank_rows(table, self.time_column)
-            table = table.filter(pc.invert(pa.array(blank)))
+            table = table.filter(bools(~_blank_rows(table, self.time_column)))
             if not table.num_rows:
                 return None
         for name in self.required:
             column = table[name]
             if column.null_count:
-                i = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+                i = int(np.flatnonzero(mask_of(column.is_null()))[0])
                 raise UserError(f"{self.where_in(table, i)}: the {name} field is empty.")
         if self.exchange is not None:
-            odd = pc.not_equal(table["exchange"], self.exchange)
-            if pc.any(odd).as_py():
-                i = _first_true(odd)
-                raise UserError(f"{self.where_in(table, i)}: exchange "
-                                f"'{table['exchange'][i].as_py()}' in a file of "
-                                f"'{self.exchange}'; a file holds one exchange.")
+            codes, names = codes_of(table["exchange"])
+            if names != [self.exchange]:
+                ours = names.index(self.exchange) if self.exchange in names else -1
+                i = int(np.flatnonzero(codes != ours)[0])
+                raise UserError(f"{self.where_in(table, i)}: exchange '{names[codes[i]]}' in "
+                                f"a file of '{self.exchange}'; a file holds one exchange.")
         if "symbol" in table.column_names:
-            symbol = table["symbol"]
+            codes, names = codes_of(table["symbol"])
             if self.symbols is not None:
-                table = table.filter(pc.is_in(symbol, pa.array(sorted(self.symbols))))
-            elif self.file_symbol is not None:
-                odd = pc.not_equal(symbol, self.file_symbol)
-                if pc.any(odd).as_py():
-                    i = _first_true(odd)
-                    raise UserError(f"{self.where_in(table, i)}: symbol "
-                                    f"'{symbol[i].as_py()}' after '{self.file_symbol}': the "
-                                    f"file mixes symbols; choose them with --symbol.")
+                wanted = [i for i, name in enumerate(names) if name in self.symbols]
+                if len(wanted) < len(names):
+                    table = table.filter(bools(np.isin(codes, wanted)))
+            elif self.file_symbol is not None and names != [self.file_symbol]:
+                ours = names.index(self.file_symbol) if self.file_symbol in names else -1
+                i = int(np.flatnonzero(codes != ours)[0])
+                raise UserError(f"{self.where_in(table, i)}: symbol '{names[codes[i]]}' after "
+                                f"'{self.file_symbol}': the file mixes symbols; choose them "
+                                f"with --symbol.")
         return table if table.num_rows else None
 
 
-def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
-    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+# Arrow from NumPy and back without pa.array() or Python scalars in compute calls: both
+# import pandas (0.7 s), which nothing on this path needs.
+def _int64s(values: np.ndarray) -> pa.Array:
+    """An Arrow int64 array over a NumPy array's memory."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def bools(mask: np.ndarray) -> pa.Array:
+    """An Arrow boolean array (bit-packed) from a NumPy mask."""
+    bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def mask_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow column without nulls as a NumPy mask."""
+    array = _single(column)
+    bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little", count=array.offset + len(array))[
+        array.offset:].astype(bool)
+
+
+def numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-width numeric Arrow column without nulls as a NumPy view of its memory."""
+    array = _single(column)
+    dtype = np.dtype(array.type.to_pandas_dtype())  # a type mapping only: no pandas import
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[
+        array.offset:]
+
+
+def codes_of(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """A string column as integer codes into the list of its distinct values."""
+    encoded = _single(column).dictionary_encode()
+    return numbers(encoded.indices), encoded.dictionary.to_pylist()
+
+
+def _single(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 def _blank_rows(table: pa.Table, time_column: str) -> np.ndarray:
     """Rows that were blank lines: no time and nothing else but empty strings."""
-    blank = table[time_column].is_null().to_numpy(zero_copy_only=False)
+    blank = mask_of(table[time_column].is_null())
     for name in table.column_names:
         if name in ("_row", time_column):
             continue
         column = table[name]
         if pa.types.is_string(column.type):
-            blank &= (column.to_numpy(zero_copy_only=False) == "")
+            codes, names = codes_of(column)
+            blank &= codes == (names.index("") if "" in names else -1)
         else:
-            blank &= column.is_null().to_numpy(zero_copy_only=False)
+            blank &= mask_of(column.is_null())
     return blank
 
 
@@ -374,16 +408,13 @@ class PendingSnapshot:
 
 def side_flags(rows: FileRows, table: pa.Table, bid_word: str, ask_word: str) -> list[bool]:
     """True for bid rows; anything but the two words is a UserError naming its line."""
-    import pyarrow.compute as pc
-
-    side = table["side"]
-    is_bid = pc.equal(side, bid_word)
-    odd = pc.and_(pc.invert(is_bid), pc.not_equal(side, ask_word))
-    if pc.any(odd).as_py():
-        i = _first_true(odd)
-        raise UserError(f"{rows.where_in(table, i)}: side '{side[i].as_py()}' is neither "
+    codes, names = codes_of(table["side"])
+    odd = [i for i, name in enumerate(names) if name not in (bid_word, ask_word)]
+    if odd:
+        i = int(np.flatnonzero(np.isin(codes, odd))[0])
+        raise UserError(f"{rows.where_in(table, i)}: side '{names[codes[i]]}' is neither "
                         f"'{bid_word}' nor '{ask_word}'.")
-    return is_bid.to_numpy(zero_copy_only=False).tolist()
+    return (codes == (names.index(bid_word) if bid_word in names else -1)).tolist()
 
 
 def level_units(rows: FileRows, table: pa.Table, name: str, allow_empty: bool = False
@@ -410,9 +441,9 @@ def apply_top_rows(feed: BookFeed, rows: FileRows, table: pa.Table,
     size column), best first. n_updates counts the levels that changed. False once past
     --to."""
     unit = rows.unit_ns
-    local = table[rows.time_column].to_numpy()
-    exchange_ts = table[event_column].to_numpy()
-    seqs = table[seq_column].to_numpy().tolist() if seq_column else None
+    local = numbers(table[rows.time_column])
+    exchange_ts = numbers(table[event_column])
+    seqs = numbers(table[seq_column]).tolist() if seq_column else None
     codes, names = rows.symbol_keys(table)
     states = [feed.state(name) for name in names]
     sides = []

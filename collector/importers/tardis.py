@@ -38,6 +38,8 @@ from collector.importers.feed import (
     TimeWindow,
     apply_top_rows,
     level_units,
+    mask_of,
+    numbers,
     runs,
     side_flags,
 )
@@ -325,10 +327,10 @@ def _import_l2(feed: BookFeed, group: list[TardisFile], wanted: set[str] | None,
 def _apply_l2(feed: BookFeed, rows: FileRows, table: pa.Table,
               snapshots: dict[str, PendingSnapshot], skipped: dict[str, int]) -> bool:
     """Apply one table of L2 rows; False once past --to."""
-    local = table["local_timestamp"].to_numpy()
-    exchange_ts = table["timestamp"].to_numpy()
-    snap = table["is_snapshot"].to_numpy(zero_copy_only=False)
-    row_index = table["_row"].to_numpy()
+    local = numbers(table["local_timestamp"])
+    exchange_ts = numbers(table["timestamp"])
+    snap = mask_of(table["is_snapshot"])
+    row_index = numbers(table["_row"])
     is_bid = side_flags(rows, table, "bid", "ask")
     prices, _ = level_units(rows, table, "price")
     sizes, _ = level_units(rows, table, "amount")
@@ -428,12 +430,12 @@ def _import_trades(pipeline: Pipeline, group: list[TardisFile], wanted: set[str]
         rows = _rows(f, TRADE_TYPES, wanted, warnings, on_bytes, ("price", "amount"))
         tables = rows.tables()
         for table in tables:
-            local = (table["local_timestamp"].to_numpy() * US).tolist()
-            event = (table["timestamp"].to_numpy() * US).tolist()
+            local = (numbers(table["local_timestamp"]) * US).tolist()
+            event = (numbers(table["timestamp"]) * US).tolist()
             ids = table["id"].to_pylist()
             sides = table["side"].to_pylist()
-            prices = table["price"].to_numpy().tolist()
-            sizes = table["amount"].to_numpy().tolist()
+            prices = numbers(table["price"]).tolist()
+            sizes = numbers(table["amount"]).tolist()
             codes, names = rows.symbol_keys(table)
             states = [pipeline.state(name) for name in names]
             trade = pipeline.trade
