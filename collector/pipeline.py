@@ -108,11 +108,12 @@ class Pipeline:
         self.flush()
 
     def flush(self) -> list[Path]:
+        """Write every buffered and pending part; the files written, in order."""
         written = []
         for writer in (*self.snapshot_writers.values(), *self.trade_writers.values()):
-            path = writer.flush()
-            if path is not None:
-                written.append(path)
+            before = len(writer.files)
+            writer.flush()
+            written.extend(writer.files[before:])
         return written
 
     # -- sampling --------------------------------------------------------------------------
