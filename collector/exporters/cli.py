@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookcast import terminal
+from bookcast import interrupts, terminal
 from bookcast.timeutil import parse_duration_ns, parse_time_ns
 
 app = typer.Typer(help="Export bookcast's raw captures in other tools' formats.",
@@ -33,15 +33,15 @@ def hftbacktest(
     """Write one symbol's book and trade events in hftbacktest's .npz event layout."""
     from bookcast.paths import data_root
     from bookcast.timeutil import format_ts
-    from collector.cli import setup_logging
     from collector.exporters.hftbacktest import export_hftbacktest
 
-    setup_logging()
-    summary = export_hftbacktest(
-        out, venue, symbol, None if capture else data_root(data_dir), capture,
-        None if start is None else parse_time_ns(start, what="--from time"),
-        None if end is None else parse_time_ns(end, what="--to time"),
-        parse_duration_ns(base_latency, what="base latency"))
+    terminal.setup_logging()
+    with interrupts.activity(f"exporting {venue} {symbol} to {out}"):
+        summary = export_hftbacktest(
+            out, venue, symbol, None if capture else data_root(data_dir), capture,
+            None if start is None else parse_time_ns(start, what="--from time"),
+            None if end is None else parse_time_ns(end, what="--to time"),
+            parse_duration_ns(base_latency, what="base latency"))
     console = terminal.console()
     span = (f"{format_ts(summary.first_ts)} to {format_ts(summary.last_ts)}"
             if summary.first_ts is not None else "no events")

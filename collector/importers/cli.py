@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from bookcast import terminal
+from bookcast import interrupts, terminal
 from bookcast.errors import UserError
+from bookcast.terminal import Column
 from bookcast.timeutil import parse_duration_ns, parse_time_ns
 
 app = typer.Typer(help="Import history files from other tools into the snapshots and trades "
@@ -24,6 +25,7 @@ From = Annotated[str | None, typer.Option("--from", help="First time to import (
                                                          "time, UTC).")]
 To = Annotated[str | None, typer.Option("--to", help="Last time to import (ISO, UTC).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")]
 
 
 def _depth(text: str | None) -> int | str | None:
@@ -55,17 +57,19 @@ def tardis(
     start: From = None,
     end: To = None,
     quiet: Quiet = False,
+    as_json: Json = False,
 ) -> None:
-    """Import tardis.dev CSV files, e.g. `bookcast import tardis binance_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz --interval 100ms`."""
+    """Import tardis.dev CSV files into the snapshots and trades datasets."""
     from bookcast.paths import data_root
-    from collector.cli import setup_logging
     from collector.importers.tardis import import_tardis
 
-    setup_logging()
-    summary = import_tardis(files, data_root(data_dir), parse_duration_ns(interval,
-                            what="interval"), _depth(depth), symbol, _window(start, end),
-                            progress=not quiet)
-    _report(summary)
+    terminal.setup_logging()
+    root = data_root(data_dir)
+    with interrupts.activity(f"importing {len(files)} tardis file(s) into {root}"):
+        summary = import_tardis(files, root, parse_duration_ns(interval, what="interval"),
+                                _depth(depth), symbol, _window(start, end),
+                                progress=not quiet and not as_json and terminal.interactive())
+    _report(summary, root, as_json)
 
 
 @app.command("binance-depth")
@@ -82,38 +86,45 @@ def binance_depth(
     start: From = None,
     end: To = None,
     quiet: Quiet = False,
+    as_json: Json = False,
 ) -> None:
     """Import Binance's historical order-book files; the grid is on exchange time."""
     from bookcast.paths import data_root
-    from collector.cli import setup_logging
     from collector.importers.binance import import_binance
 
-    setup_logging()
-    summary = import_binance(files, data_root(data_dir), parse_duration_ns(interval,
-                             what="interval"), _depth(depth), venue, symbol,
-                             _window(start, end), progress=not quiet)
-    _report(summary)
+    terminal.setup_logging()
+    root = data_root(data_dir)
+    with interrupts.activity(f"importing {len(files)} Binance file(s) into {root}"):
+        summary = import_binance(files, root, parse_duration_ns(interval, what="interval"),
+                                 _depth(depth), venue, symbol, _window(start, end),
+                                 progress=not quiet and not as_json and terminal.interactive())
+    _report(summary, root, as_json)
 
 
-def _report(summary) -> None:  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
-    console = terminal.console()
-    table = Table(title=f"imported {summary.rows_read:,} rows in {summary.seconds:.1f} s "
-                        f"({summary.rows_per_second:,.0f} rows/s)")
-    for col in ("venue", "symbol", "data type", "files", "updates", "rows written", "resyncs",
-                "gaps", "crossed"):
-        table.add_column(col, justify="left" if col in ("venue", "symbol", "data type")
-                         else "right")
-    for s in summary.streams:
-        table.add_row(s.venue, s.symbol, s.data_type, str(s.files), f"{s.updates:,}",
-                      f"{s.rows_written:,}", str(s.resyncs), str(s.gaps), str(s.crossed))
-    console.print(table)
-    if summary.warnings.counts:
-        console.print(f"[yellow]warnings: {summary.warnings.summary()}[/yellow]",
-                      highlight=False)
+def _report(summary, root: Path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     if not summary.files_written:
         raise UserError("Nothing was imported: no rows fell inside --from/--to.")
+    if as_json:
+        from dataclasses import asdict
+
+        terminal.print_json({
+            "data_dir": root, "rows_read": summary.rows_read, "seconds": summary.seconds,
+            "streams": [asdict(s) for s in summary.streams],
+            "warnings": dict(summary.warnings.counts),
+            "files": summary.files_written})
+        return
+    terminal.print_table(
+        [Column("venue", align="left"), Column("symbol", align="left"),
+         Column("data type", align="left"), Column("files"), Column("updates"),
+         Column("rows written"), Column("resyncs"), Column("gaps"), Column("crossed")],
+        [(s.venue, s.symbol, s.data_type, f"{s.files:,}", f"{s.updates:,}",
+          f"{s.rows_written:,}", f"{s.resyncs:,}", f"{s.gaps:,}", f"{s.crossed:,}")
+         for s in summary.streams],
+        title=f"imported {summary.rows_read:,} rows in {summary.seconds:.1f} s "
+              f"({summary.rows_per_second:,.0f} rows/s) into {root}", keys=2)
+    if summary.warnings.counts:
+        terminal.console(stderr=True).print(
+            f"[yellow]warnings: {summary.warnings.summary()}[/yellow]", highlight=False)
 
 
 def register(root: typer.Typer) -> None:
