@@ -35,30 +35,38 @@ CAPTURES = {"binance-spot": "binance-spot/btcusdt_20240808-09.jsonl.gz",
             "binance-usdm": "binance-usdm/btcusdt_20240808.jsonl.gz"}
 
 
-def hftbacktest_book(events: Path, times: np.ndarray, tick: float, lot: float,
-                     tmp_path: Path) -> np.ndarray:
-    """hftbacktest's best bid, best ask and their sizes at each time, from its own book."""
+@pytest.fixture(scope="module")
+def round_trips(captures_dir, tmp_path_factory):
+    """Each capture replayed (1 level, 100 ms) and exported, and every exported file loaded
+    by hftbacktest (one run of its environment for both, to pay its JIT once)."""
     if not HFT_PYTHON.exists():
         pytest.fail(f"hftbacktest's environment is missing: run `make .venv-hftbacktest/"
                     f".installed` (expected {HFT_PYTHON})")
-    np.save(tmp_path / "times.npy", times)
-    subprocess.run([str(HFT_PYTHON), str(PROBE), str(events), str(tmp_path / "times.npy"),
-                    repr(tick), repr(lot), str(tmp_path / "book.npy")], check=True, timeout=600,
-                   capture_output=True, cwd=tmp_path)
-    return np.load(tmp_path / "book.npy")
+    tmp = tmp_path_factory.mktemp("hftbacktest")
+    out, jobs = {}, []
+    for venue, name in sorted(CAPTURES.items()):
+        capture = captures_dir / name
+        replay_captures([capture], tmp / venue, INTERVAL, 1)
+        rows = pl.read_parquet(tmp / venue / "snapshots").sort("ts")
+        events = tmp / f"{venue}.npz"
+        summary = export_hftbacktest(events, venue, "BTCUSDT", captures=[capture],
+                                     base_latency_ns=1_000_000)
+        np.save(tmp / f"{venue}-times.npy", rows["ts"].dt.epoch("ns").to_numpy())
+        jobs.append({"events": str(events), "times": str(tmp / f"{venue}-times.npy"),
+                     "tick": summary.tick_size, "lot": summary.lot_size,
+                     "out": str(tmp / f"{venue}-book.npy")})
+        out[venue] = (rows, summary, tmp / f"{venue}-book.npy")
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    subprocess.run([str(HFT_PYTHON), str(PROBE), str(tmp / "jobs.json")], check=True,
+                   timeout=600, capture_output=True, cwd=tmp)
+    return out
 
 
 @pytest.mark.parametrize("venue", sorted(CAPTURES))
-def test_hftbacktest_shows_bookcasts_best_bid_and_ask_at_every_snapshot(
-        venue, captures_dir, tmp_path):
-    capture = captures_dir / CAPTURES[venue]
-    replay_captures([capture], tmp_path / "data", INTERVAL, 1)
-    rows = pl.read_parquet(tmp_path / "data" / "snapshots").sort("ts")
-    out = tmp_path / "btcusdt.npz"
-    summary = export_hftbacktest(out, venue, "BTCUSDT", captures=[capture])
+def test_hftbacktest_shows_bookcasts_best_bid_and_ask_at_every_snapshot(venue, round_trips):
+    rows, summary, book_file = round_trips[venue]
     assert summary.tick_size == {"binance-spot": 0.01, "binance-usdm": 0.1}[venue]
-    book = hftbacktest_book(out, rows["ts"].dt.epoch("ns").to_numpy(), summary.tick_size,
-                            summary.lot_size, tmp_path)
+    book = np.load(book_file)
     tick = summary.tick_size
     ticks = lambda px: np.round(np.asarray(px) / tick).astype(np.int64)  # noqa: E731
     assert len(book) == rows.height > 3000
@@ -68,12 +76,9 @@ def test_hftbacktest_shows_bookcasts_best_bid_and_ask_at_every_snapshot(
     assert (book[:, 3] == rows["ask_sz"].list.first().to_numpy()).all()
 
 
-def test_the_file_follows_hftbacktests_documented_layout_and_order(captures_dir, tmp_path):
-    capture = captures_dir / CAPTURES["binance-usdm"]
-    out = tmp_path / "e.npz"
-    summary = export_hftbacktest(out, "binance-usdm", "BTCUSDT", captures=[capture],
-                                 base_latency_ns=1_000_000)
-    with np.load(out) as npz:
+def test_the_file_follows_hftbacktests_documented_layout_and_order(round_trips):
+    _, summary, _ = round_trips["binance-usdm"]
+    with np.load(summary.path) as npz:
         data = npz["data"]
         meta = json.loads(str(npz["bookcast_meta"]))
         shift = int(npz["bookcast_exch_shift_ns"])

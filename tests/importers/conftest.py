@@ -35,13 +35,23 @@ class Replayed:
     pipeline: Pipeline  # finished: its books are the capture's last books
 
 
+class Replays(dict):
+    """Each capture replayed at the tests' grid and depth on first use, keyed by tardis
+    exchange (a test module that needs one capture does not pay for the other)."""
+
+    def __init__(self, captures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self.captures_dir, self.tmp_path_factory = captures_dir, tmp_path_factory
+
+    def __missing__(self, exchange: str) -> Replayed:
+        venue, capture = SOURCES[exchange]
+        root = self.tmp_path_factory.mktemp(f"replay-{venue}")
+        summary = replay_captures([self.captures_dir / capture], root, INTERVAL, DEPTH)
+        self[exchange] = Replayed(venue, self.captures_dir / capture, root, snapshots(root),
+                                  trades(root), summary.pipelines[venue])
+        return self[exchange]
+
+
 @pytest.fixture(scope="session")
-def replayed(captures_dir, tmp_path_factory) -> dict[str, Replayed]:
-    """Each capture replayed once at the tests' grid and depth, keyed by tardis exchange."""
-    out = {}
-    for exchange, (venue, capture) in SOURCES.items():
-        root = tmp_path_factory.mktemp(f"replay-{venue}")
-        summary = replay_captures([captures_dir / capture], root, INTERVAL, DEPTH)
-        out[exchange] = Replayed(venue, captures_dir / capture, root, snapshots(root),
-                                 trades(root), summary.pipelines[venue])
-    return out
+def replayed(captures_dir, tmp_path_factory) -> Replays:
+    return Replays(captures_dir, tmp_path_factory)

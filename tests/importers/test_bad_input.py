@@ -233,7 +233,7 @@ def cpu_seconds(pid: int) -> float:
 def test_ctrl_c_in_the_middle_of_a_long_import_leaves_the_data_root_as_it_was(
         tardis_dir, data_dir, tmp_path):
     long_file = write_shifted_copies(tardis_file(tardis_dir, "binance-futures",
-                                                 "incremental_book_L2"), 4, tmp_path / "4x.gz")
+                                                 "incremental_book_L2"), 2, tmp_path / "2x.gz")
     before = tree(data_dir)
     proc = bookcast("import", "tardis", str(long_file), "--data-dir", str(data_dir),
                     "--interval", "10ms", "-q")

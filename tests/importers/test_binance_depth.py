@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import polars as pl
 import pytest
-from tardis_files import INTERVAL, snapshots, write_csv
+from tardis_files import INTERVAL, SOURCES, snapshots, write_csv
 
 from bookcast.errors import UserError
 from collector.capture import iter_capture
@@ -17,10 +17,10 @@ HEADER = ",".join(DEPTH_COLUMNS)
 
 
 @pytest.fixture(scope="module")
-def usdm_messages(replayed):
+def usdm_messages(captures_dir):
     """The capture's REST snapshot, depth diffs and bookTicker messages, in receive order."""
     snapshot, diffs, tickers = None, [], []
-    for rec in iter_capture(replayed["binance-futures"].capture):
+    for rec in iter_capture(captures_dir / SOURCES["binance-futures"][1]):
         if rec.kind == "http":
             snapshot = orjson.loads(rec.data)
         elif rec.kind == "recv":
@@ -47,15 +47,22 @@ def t_depth_rows(snapshot, diffs, skip_update=None):
     return rows, newer
 
 
-def test_a_t_depth_file_imports_to_the_replays_book_at_every_update_id(
-        usdm_messages, replayed, tmp_path):
+@pytest.fixture(scope="module")
+def whole_import(usdm_messages, tmp_path_factory):
+    """The capture's every update as a T_DEPTH file, imported."""
     snapshot, diffs, _ = usdm_messages
+    tmp = tmp_path_factory.mktemp("t-depth")
     rows, _ = t_depth_rows(snapshot, diffs)
-    path = write_csv(tmp_path / "BTCUSDT_T_DEPTH_2024-08-08.csv.gz", HEADER, rows)
-    summary = import_binance([path], tmp_path / "out", INTERVAL, 25)
+    path = write_csv(tmp / "BTCUSDT_T_DEPTH_2024-08-08.csv.gz", HEADER, rows)
+    return import_binance([path], tmp / "out", INTERVAL, 25), tmp / "out"
+
+
+def test_a_t_depth_file_imports_to_the_replays_book_at_every_update_id(whole_import,
+                                                                       replayed):
+    summary, out = whole_import
     (stream,) = summary.streams
     assert stream.gaps == 0 and stream.resyncs == 1 and stream.crossed == 0
-    got = snapshots(tmp_path / "out")
+    got = snapshots(out)
     want = replayed["binance-futures"].snapshots
     # the file has no receive times, so its grid is on exchange time: rows meet the
     # replay's where both books stand at the same update id
@@ -73,7 +80,7 @@ def test_a_t_depth_file_imports_to_the_replays_book_at_every_update_id(
 
 
 def test_a_removed_row_breaks_the_pu_chain_and_is_flagged_as_a_gap(
-        usdm_messages, tmp_path):
+        usdm_messages, whole_import, tmp_path):
     snapshot, diffs, _ = usdm_messages
     _, newer = t_depth_rows(snapshot, diffs)
     # a diff of a single level: removing its one row removes the whole update
@@ -90,12 +97,9 @@ def test_a_removed_row_breaks_the_pu_chain_and_is_flagged_as_a_gap(
     assert got["ts"].dt.epoch("ns").max() < lost_ms * 1_000_000
     assert summary.warnings.counts["update rows without a book"] == sum(
         len(d["b"]) + len(d["a"]) for d in newer[victim + 1:])
-    whole = import_binance([write_csv(tmp_path / "whole.csv.gz", HEADER,
-                                      t_depth_rows(snapshot, diffs)[0])], tmp_path / "whole",
-                           INTERVAL, 25)
-    assert whole.streams[0].gaps == 0
-    assert got.select("ts", *LEVELS).equals(
-        snapshots(tmp_path / "whole").head(got.height).select("ts", *LEVELS))
+    # before the break, the book is the whole file's, row for row
+    whole = snapshots(whole_import[1])
+    assert got.select("ts", *LEVELS).equals(whole.head(got.height).select("ts", *LEVELS))
 
 
 def test_a_file_without_a_header_reads_in_the_documented_order(usdm_messages, tmp_path):

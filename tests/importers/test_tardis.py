@@ -105,6 +105,7 @@ def test_gzip_zstd_and_plain_files_import_alike_and_progress_counts_every_byte(
         tardis_dir, tmp_path):
     source = tardis_file(tardis_dir, "binance", "incremental_book_L2")
     header, lines = read_lines(source)
+    lines = lines[:60_000]
     results = []
     for name in ("l2.csv", "l2.csv.zst", "l2.csv.gz"):
         path = write_csv(tmp_path / name, header, lines)
@@ -115,7 +116,7 @@ def test_gzip_zstd_and_plain_files_import_alike_and_progress_counts_every_byte(
         assert sum(seen) == path.stat().st_size and len(seen) > 1
         import_tardis([path], tmp_path / name.replace(".", "-"), INTERVAL, 5)
         results.append(snapshots(tmp_path / name.replace(".", "-")))
-    assert results[0].height > 3000
+    assert results[0].height > 500
     assert results[0].equals(results[1]) and results[0].equals(results[2])
 
 
