@@ -26,6 +26,8 @@ From = Annotated[str | None, typer.Option("--from", help="First time to import (
 To = Annotated[str | None, typer.Option("--to", help="Last time to import (ISO, UTC).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")]
+RotateRows = Annotated[int, typer.Option(help="Start a new Parquet file after this many "
+                                              "rows.")]
 
 
 def _depth(text: str | None) -> int | str | None:
@@ -35,6 +37,12 @@ def _depth(text: str | None) -> int | str | None:
 
     levels = parse_depth(text)
     return "full" if levels is None else levels
+
+
+def _rotate_rows(rows: int) -> int:
+    if rows < 1:
+        raise UserError(f"--rotate-rows {rows} must be at least 1.")
+    return rows
 
 
 def _window(start: str | None, end: str | None):  # type: ignore[no-untyped-def]
@@ -56,6 +64,7 @@ def tardis(
                                                           "file of several).")] = None,
     start: From = None,
     end: To = None,
+    rotate_rows: RotateRows = 1_000_000,
     quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
@@ -68,6 +77,7 @@ def tardis(
     with interrupts.activity(f"importing {len(files)} tardis file(s) into {root}"):
         summary = import_tardis(files, root, parse_duration_ns(interval, what="interval"),
                                 _depth(depth), symbol, _window(start, end),
+                                rotate_rows=_rotate_rows(rotate_rows),
                                 progress=not quiet and not as_json and terminal.interactive())
     _report(summary, root, as_json)
 
@@ -85,6 +95,7 @@ def binance_depth(
                                                     "inside).")] = None,
     start: From = None,
     end: To = None,
+    rotate_rows: RotateRows = 1_000_000,
     quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
@@ -97,6 +108,7 @@ def binance_depth(
     with interrupts.activity(f"importing {len(files)} Binance file(s) into {root}"):
         summary = import_binance(files, root, parse_duration_ns(interval, what="interval"),
                                  _depth(depth), venue, symbol, _window(start, end),
+                                 rotate_rows=_rotate_rows(rotate_rows),
                                  progress=not quiet and not as_json and terminal.interactive())
     _report(summary, root, as_json)
 

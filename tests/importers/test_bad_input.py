@@ -250,3 +250,14 @@ def test_ctrl_c_in_the_middle_of_a_long_import_leaves_the_data_root_as_it_was(
     assert "Traceback" not in err
     assert tree(data_dir) == before
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_the_staging_of_a_killed_import_is_removed_by_the_next_one(tardis_dir, data_dir,
+                                                                   caplog):
+    dead = data_dir / ".import-4194305-deadbeef"  # above any pid_max: that import is gone
+    (dead / "snapshots").mkdir(parents=True)
+    (dead / "snapshots" / "part-1.parquet").write_bytes(b"half a file")
+    with caplog.at_level("INFO", logger="bookcast.collector"):
+        import_tardis([tardis_file(tardis_dir, "binance", "trades")], data_dir, INTERVAL)
+    assert not dead.exists()
+    assert any("left by an import that did not finish" in r.getMessage() for r in caplog.records)
