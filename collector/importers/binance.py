@@ -321,14 +321,8 @@ class _Chain:
                 feed.invalidate(state, t, f"gap: update {msg['U']}..{msg['u']} after "
                                           f"{state.seq} at {where}")
                 continue
-            book = state.book
-            set_bid, set_ask = book.set_bid, book.set_ask
-            for price, size, bid in zip(prices[a:b], sizes[a:b], is_bid[a:b], strict=True):
-                if bid:
-                    set_bid(price, size)
-                else:
-                    set_ask(price, size)
-            feed.updated(state, b - a, t, t, msg["u"], rows.where_in(table, b - 1))
+            feed.apply_levels(state, prices[a:b], sizes[a:b], is_bid[a:b], t, t, msg["u"],
+                              rows.where_in(table, b - 1))
         return True
 
     def _finish_snapshot(self) -> None:

@@ -72,14 +72,12 @@ def tardis(
     from bookcast.paths import data_root
     from collector.importers.tardis import import_tardis
 
-    terminal.setup_logging()
     root = data_root(data_dir)
-    with interrupts.activity(f"importing {len(files)} tardis file(s) into {root}"):
-        summary = import_tardis(files, root, parse_duration_ns(interval, what="interval"),
-                                _depth(depth), symbol, _window(start, end),
-                                rotate_rows=_rotate_rows(rotate_rows),
-                                progress=not quiet and not as_json and terminal.interactive())
-    _report(summary, root, as_json)
+    _run(f"importing {len(files)} tardis file(s) into {root}", root, as_json,
+         lambda: import_tardis(files, root, parse_duration_ns(interval, what="interval"),
+                               _depth(depth), symbol, _window(start, end),
+                               rotate_rows=_rotate_rows(rotate_rows),
+                               progress=_progress(quiet, as_json)))
 
 
 @app.command("binance-depth")
@@ -103,13 +101,23 @@ def binance_depth(
     from bookcast.paths import data_root
     from collector.importers.binance import import_binance
 
-    terminal.setup_logging()
     root = data_root(data_dir)
-    with interrupts.activity(f"importing {len(files)} Binance file(s) into {root}"):
-        summary = import_binance(files, root, parse_duration_ns(interval, what="interval"),
-                                 _depth(depth), venue, symbol, _window(start, end),
-                                 rotate_rows=_rotate_rows(rotate_rows),
-                                 progress=not quiet and not as_json and terminal.interactive())
+    _run(f"importing {len(files)} Binance file(s) into {root}", root, as_json,
+         lambda: import_binance(files, root, parse_duration_ns(interval, what="interval"),
+                                _depth(depth), venue, symbol, _window(start, end),
+                                rotate_rows=_rotate_rows(rotate_rows),
+                                progress=_progress(quiet, as_json)))
+
+
+def _progress(quiet: bool, as_json: bool) -> bool:
+    return not quiet and not as_json and terminal.interactive()
+
+
+def _run(activity: str, root: Path, as_json: bool, run) -> None:  # type: ignore[no-untyped-def]
+    """Run one import, saying what it does if interrupted, and report it."""
+    terminal.setup_logging()
+    with interrupts.activity(activity):
+        summary = run()
     _report(summary, root, as_json)
 
 

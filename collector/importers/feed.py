@@ -142,10 +142,24 @@ class BookFeed:
         if self.opened and not state.valid:
             self.pipeline.synced(state, t)
 
+    def apply_levels(self, state: SymbolState, prices: list[int], sizes: list[int],
+                     bids: list[bool], t: int, ts_event: int | None, seq: int | None,
+                     where: str) -> None:
+        """One update's levels (size 0 deletes), received at t: the importers' hot loop,
+        on the book's own setters, as a venue module applies a diff."""
+        book = state.book
+        set_bid, set_ask = book.set_bid, book.set_ask
+        for price, size, bid in zip(prices, sizes, bids, strict=True):
+            if bid:
+                set_bid(price, size)
+            else:
+                set_ask(price, size)
+        self.updated(state, len(prices), t, ts_event, seq, where)
+
     def updated(self, state: SymbolState, n_levels: int, t: int, ts_event: int | None,
                 seq: int | None, where: str) -> None:
-        """Levels were applied to the book (by the importer's own loop): count them; the
-        book is checked once everything received at t is applied."""
+        """Levels were applied to the book: count them; the book is checked once
+        everything received at t is applied."""
         if t != state.ts_recv:
             state.messages += 1
         state.ts_recv, state.ts_event, state.seq = t, ts_event, seq

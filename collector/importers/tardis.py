@@ -365,15 +365,8 @@ def _apply_l2(feed: BookFeed, rows: FileRows, table: pa.Table,
         if not feed.ready(state):
             skipped[symbol] = skipped.get(symbol, 0) + b - a
             continue
-        book = state.book
-        set_bid, set_ask = book.set_bid, book.set_ask
-        for price, size, bid in zip(prices[a:b], sizes[a:b], is_bid[a:b], strict=True):
-            if bid:
-                set_bid(price, size)
-            else:
-                set_ask(price, size)
-        feed.updated(state, b - a, t, int(exchange_ts[b - 1]) * US, None,
-                     rows.where(int(row_index[b - 1])))
+        feed.apply_levels(state, prices[a:b], sizes[a:b], is_bid[a:b], t,
+                          int(exchange_ts[b - 1]) * US, None, rows.where(int(row_index[b - 1])))
     return True
 
 
