@@ -116,6 +116,12 @@ class Pipeline:
             written.extend(writer.files[before:])
         return written
 
+    def write_rotated(self) -> None:
+        """Write the files rotation has already cut, keeping the rows still buffered."""
+        for writer in (*self.snapshot_writers.values(), *self.trade_writers.values()):
+            if writer.rows_pending:
+                writer.write_pending()
+
     # -- sampling --------------------------------------------------------------------------
     def _emit(self, state: SymbolState, g: int) -> None:
         symbol = state.symbol

@@ -147,8 +147,10 @@ def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
     its books, counters and top-of-book checks can be inspected (tests, notebooks)."""
     pipeline = Pipeline(venue, data_dir, interval_ns=interval_ns, **pipeline_options)
     feed = pipeline.feed
-    for rec in merge_captures(paths, stats, on_bytes=on_bytes):
+    for n, rec in enumerate(merge_captures(paths, stats, on_bytes=on_bytes)):
         feed(rec)
+        if not n & 0xFFF:
+            pipeline.write_rotated()  # a rotated file is written now, not held to the end
     pipeline.finish()
     return pipeline
 

@@ -23,13 +23,19 @@ from types import TracebackType
 import pyarrow.parquet as pq
 
 from bookcast.errors import UserError
-from collector.pipeline import Pipeline
+from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline
 from collector.venues import VENUES, Venue
 from collector.writers import fsync_dir
 
 log = logging.getLogger("bookcast.collector")
 
 STAGING_PREFIX = ".import-"
+# Rows wait in the writers until their file is cut; a file is cut before its rows hold more
+# than this many book levels (5,000 rows at depth 100), so a month-long file imports in the
+# same memory as a minute-long one. Replay's files are cut only by rows (1,000,000).
+MAX_LEVELS_PER_FILE = 1_000_000
+FULL_DEPTH_LEVELS = 5_000  # what a full-depth row is assumed to hold, a side
+MAX_TRADES_PER_FILE = 250_000
 
 
 class ImportSession:
@@ -51,13 +57,19 @@ class ImportSession:
         self.pipelines: list[Pipeline] = []
 
     def pipeline(self, venue: str, interval_ns: int, depth: int | None,
-                 symbols: list[str] | None = None, **options: object) -> Pipeline:
-        """A Pipeline for `venue` writing into the staging directory. A venue bookcast has
-        no module for (an exchange only tardis covers) imports under its own name."""
-        protocol = VENUES.get(venue, Venue)
+                 symbols: list[str] | None = None, rotate_rows: int = DEFAULT_ROTATE_ROWS,
+                 rotate_ns: int | None = None, trades: bool = False) -> Pipeline:
+        """A Pipeline for `venue` writing into the staging directory, its files cut small
+        enough to keep memory flat (for `trades`, or the book at `depth`). A venue bookcast
+        has no module for (an exchange only tardis covers) imports under its own name."""
+        if trades:
+            rotate_rows = min(rotate_rows, MAX_TRADES_PER_FILE)
+        else:
+            levels_per_row = 2 * (FULL_DEPTH_LEVELS if depth is None else depth)
+            rotate_rows = min(rotate_rows, max(1, MAX_LEVELS_PER_FILE // levels_per_row))
         pipeline = Pipeline(venue, self.staging, interval_ns=interval_ns, depth=depth,
-                            symbols=symbols, source=self.source, protocol=protocol,
-                            **options)  # type: ignore[arg-type]
+                            symbols=symbols, rotate_rows=rotate_rows, rotate_ns=rotate_ns,
+                            source=self.source, protocol=VENUES.get(venue, Venue))
         self.pipelines.append(pipeline)
         return pipeline
 

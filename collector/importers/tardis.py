@@ -215,7 +215,8 @@ def import_tardis(paths: list[Path | str], data_dir: Path | str,
         for (venue, kind), group in groups.items():
             levels = depth_for(kind, depth, group[0].path)
             pipeline = session.pipeline(venue, interval_ns, levels, symbols,
-                                        rotate_rows=rotate_rows, rotate_ns=rotate_ns)
+                                        rotate_rows=rotate_rows, rotate_ns=rotate_ns,
+                                        trades=kind.dataset == "trades")
             summary.pipelines.append(pipeline)
             if kind.dataset == "trades":
                 summary.rows_read += _import_trades(pipeline, group, wanted, window,
@@ -448,6 +449,7 @@ def _import_trades(pipeline: Pipeline, group: list[TardisFile], wanted: set[str]
                     unknown += 1
                     continue
                 trade(states[codes[i]], t, event[i], ids[i], prices[i], sizes[i], side)
+            pipeline.write_rotated()
             if unknown:
                 warnings.add("trades without an aggressor side",
                              f"{unknown_where}: trade side '{unknown_side}' is neither buy "
