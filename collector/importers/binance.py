@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from bookcast.errors import UserError
-from collector.importers.csvfile import UNITS, check_readable, open_text
+from collector.importers.csvfile import UNITS, WORDS, check_readable, open_text
 from collector.importers.feed import (
     BookFeed,
     FileRows,
@@ -225,8 +225,8 @@ def _file_rows(f: BinanceFile, types: dict[str, pa.DataType], time_column: str,
 
 # -- order-book updates ---------------------------------------------------------------------
 def _depth_types(header: list[str]) -> dict[str, pa.DataType]:
-    types = {"symbol": pa.string(), "timestamp": pa.int64(), "first_update_id": pa.int64(),
-             "last_update_id": pa.int64(), "side": pa.string(), "update_type": pa.string(),
+    types = {"symbol": WORDS, "timestamp": pa.int64(), "first_update_id": pa.int64(),
+             "last_update_id": pa.int64(), "side": WORDS, "update_type": WORDS,
              "price": UNITS, "qty": UNITS}
     if "pu" in header:
         types["pu"] = pa.int64()

@@ -33,6 +33,8 @@ from bookcast.errors import UserError
 from collector.capture import GZIP_MAGIC, ZSTD_MAGIC
 
 UNITS = pa.decimal128(38, 10)  # collector.book.UNIT_DECIMALS fixed decimals
+# the same few strings on every row (exchange, symbol, side): decoded once a batch
+WORDS = pa.dictionary(pa.int32(), pa.string())
 BLOCK_SIZE = 1 << 20
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -182,7 +184,7 @@ def _row_checker(header: list[str], types: dict[str, pa.DataType]) -> Callable[[
             kind = types.get(name)
             if kind is None:
                 continue
-            if value == "" and kind != pa.string():
+            if value == "" and not _textual(kind):
                 if pa.types.is_decimal(kind):
                     continue  # an empty level: the caller decides whether that is allowed
                 return f"the {name} field is empty"
@@ -204,6 +206,10 @@ def _row_checker(header: list[str], types: dict[str, pa.DataType]) -> Callable[[
         return None
 
     return check
+
+
+def _textual(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_dictionary(kind)
 
 
 def _decimal_problem(value: str) -> str | None:
@@ -247,4 +253,4 @@ def units(column: pa.Array) -> tuple[list[int], np.ndarray, int | None]:
     return values, nulls, int(negative[0]) if len(negative) else None
 
 
-__all__ = ["UNITS", "Batch", "CsvFile", "check_readable", "read_header", "units"]
+__all__ = ["UNITS", "WORDS", "Batch", "CsvFile", "check_readable", "read_header", "units"]

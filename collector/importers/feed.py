@@ -382,9 +382,17 @@ def numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def codes_of(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
-    """A string column as integer codes into the list of its distinct values."""
-    encoded = _single(column).dictionary_encode()
-    return numbers(encoded.indices), encoded.dictionary.to_pylist()
+    """A string column (plain or dictionary) as integer codes into a list of its values."""
+    array = _single(column)
+    encoded = array if pa.types.is_dictionary(array.type) else array.dictionary_encode()
+    codes, names = numbers(encoded.indices), encoded.dictionary.to_pylist()
+    used = np.bincount(codes, minlength=len(names)) > 0
+    if used.all():
+        return codes, names
+    # a filtered dictionary column keeps the values of the rows it dropped: list only those
+    # still there
+    renumber = np.cumsum(used) - 1
+    return renumber[codes], [name for name, kept in zip(names, used, strict=True) if kept]
 
 
 def _single(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -400,7 +408,7 @@ def _blank_rows(table: pa.Table, time_column: str) -> np.ndarray:
         if name in ("_row", time_column):
             continue
         column = table[name]
-        if pa.types.is_string(column.type):
+        if pa.types.is_string(column.type) or pa.types.is_dictionary(column.type):
             codes, names = codes_of(column)
             blank &= codes == (names.index("") if "" in names else -1)
         else:

@@ -29,7 +29,7 @@ from typing import Literal
 import pyarrow as pa
 
 from bookcast.errors import UserError
-from collector.importers.csvfile import UNITS, read_header
+from collector.importers.csvfile import UNITS, WORDS, read_header
 from collector.importers.feed import (
     BookFeed,
     FileRows,
@@ -290,8 +290,8 @@ def _streams(pipeline: Pipeline, kind: DataType, n_files: int) -> list[ImportedS
 
 
 # -- incremental_book_L2 ------------------------------------------------------------------
-L2_TYPES = {"exchange": pa.string(), "symbol": pa.string(), "timestamp": pa.int64(),
-            "local_timestamp": pa.int64(), "is_snapshot": pa.bool_(), "side": pa.string(),
+L2_TYPES = {"exchange": WORDS, "symbol": WORDS, "timestamp": pa.int64(),
+            "local_timestamp": pa.int64(), "is_snapshot": pa.bool_(), "side": WORDS,
             "price": UNITS, "amount": UNITS}
 
 
@@ -373,7 +373,7 @@ def _apply_l2(feed: BookFeed, rows: FileRows, table: pa.Table,
 
 # -- book_snapshot_N and quotes -------------------------------------------------------------
 def _level_types(header: list[str]) -> dict[str, pa.DataType]:
-    types: dict[str, pa.DataType] = {"exchange": pa.string(), "symbol": pa.string(),
+    types: dict[str, pa.DataType] = {"exchange": WORDS, "symbol": WORDS,
                                      "timestamp": pa.int64(), "local_timestamp": pa.int64()}
     types.update({name: UNITS for name in header[4:]})
     return types
@@ -408,8 +408,8 @@ def _import_levels(feed: BookFeed, group: list[TardisFile], wanted: set[str] | N
 
 
 # -- trades ---------------------------------------------------------------------------------
-TRADE_TYPES = {"exchange": pa.string(), "symbol": pa.string(), "timestamp": pa.int64(),
-               "local_timestamp": pa.int64(), "id": pa.string(), "side": pa.string(),
+TRADE_TYPES = {"exchange": WORDS, "symbol": WORDS, "timestamp": pa.int64(),
+               "local_timestamp": pa.int64(), "id": pa.string(), "side": WORDS,
                "price": pa.float64(), "amount": pa.float64()}
 TRADE_SIDES = {"buy": 1, "sell": -1}
 
