@@ -14,8 +14,8 @@ Each is measured at 1x and at 20x: the file, and the capture, repeated 20 times 
 the other (each copy a second after the previous ended, update ids moved on, so every copy
 opens with a snapshot: one resync per copy on both sides). Every measurement runs in a
 fresh process, which reports its own wall time for the work and its peak RSS; runs are
-interleaved (import, replay, import, replay ...) and the ratio is the median of the per-round
-ratios. The 1x and 20x peak memory show whether memory stays flat as the input grows.
+interleaved, who goes first alternating from round to round, and the ratio is the median
+of the per-round ratios. The 1x and 20x peak memory show whether memory stays flat as the input grows.
 
 Run: .venv/bin/python bench/import.py [--runs 3]
 """
@@ -99,19 +99,19 @@ def child(kind: str, path: str, out: str) -> None:
     if kind == "import":
         from collector.importers.tardis import import_tardis
 
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         summary = import_tardis([path], out, INTERVAL, DEPTH)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         updates, rows = summary.rows_read, sum(s.rows_written for s in summary.streams)
     else:
         from collector.replay import replay_captures
 
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         summary = replay_captures([path], out, INTERVAL, DEPTH)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         updates = sum(p.state("BTCUSDT").level_updates for p in summary.pipelines.values())
         rows = sum(s.snapshots for s in summary.streams)
-    print(json.dumps({"seconds": seconds, "updates": updates, "rows": rows,
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "updates": updates, "rows": rows,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -140,31 +140,37 @@ def main() -> None:
                       depth_only_capture(args.copies, work / f"capture-{args.copies}x.jsonl.gz")[0])}
         load_before = os.getloadavg()
         results: dict[tuple[int, str], list[dict]] = {}
-        for _ in range(args.runs):
+        for round_no in range(args.runs):
             for copies, (tardis, capture) in inputs.items():
-                for kind, path in (("import", tardis), ("replay", capture)):
+                pair = [("import", tardis), ("replay", capture)]
+                for kind, path in pair if round_no % 2 == 0 else pair[::-1]:  # alternate who goes first
                     results.setdefault((copies, kind), []).append(measure(kind, path, work))
                     for leftover in work.glob("tmp*"):
                         subprocess.run(["rm", "-rf", str(leftover)], check=True)
         load_after = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after; {args.runs} interleaved rounds, fresh process each")
-    print(f"{'input':>6} {'side':>7} {'updates':>11} {'rows':>8} {'median s':>9} "
-          f"{'updates/s':>11} {'peak RSS MB':>12}")
+    print(f"{'input':>6} {'side':>7} {'book updates':>13} {'rows':>8} {'median s':>9} "
+          f"{'updates/s':>11} {'CPU s':>7} {'peak RSS MB':>12}")
     for (copies, kind), runs in results.items():
+        # both sides apply the same book updates (the file's rows, the capture's levels)
+        updates = results[(copies, "import")][0]["updates"]
         seconds = statistics.median(r["seconds"] for r in runs)
-        print(f"{copies:>5}x {kind:>7} {runs[0]['updates']:>11,} {runs[0]['rows']:>8,} "
-              f"{seconds:>9.2f} {runs[0]['updates'] / seconds:>11,.0f} "
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"{copies:>5}x {kind:>7} {updates:>13,} {runs[0]['rows']:>8,} {seconds:>9.2f} "
+              f"{updates / seconds:>11,.0f} {cpu:>7.2f} "
               f"{max(r['peak_rss_mb'] for r in runs):>12.0f}")
     for copies in inputs:
         ratios = [r["seconds"] / i["seconds"] for i, r in zip(results[(copies, "import")],
                                                               results[(copies, "replay")],
                                                               strict=True)]
-        per_update = [(i["updates"] / i["seconds"]) / (r["updates"] / r["seconds"])
-                      for i, r in zip(results[(copies, "import")], results[(copies, "replay")],
-                                      strict=True)]
-        print(f"{copies:>5}x import speed per book update = {statistics.median(per_update):.2f}x "
-              f"replay's (paired median; replay/import time {statistics.median(ratios):.2f})")
+        cpu_ratios = [r["cpu"] / i["cpu"] for i, r in zip(results[(copies, "import")],
+                                                          results[(copies, "replay")],
+                                                          strict=True)]
+        print(f"{copies:>5}x import speed per book update = {statistics.median(ratios):.2f}x "
+              f"replay's by wall time (per round: {', '.join(f'{r:.2f}' for r in ratios)}), "
+              f"{statistics.median(cpu_ratios):.2f}x by CPU time (per round: "
+              f"{', '.join(f'{r:.2f}' for r in cpu_ratios)})")
     grow = (max(r["peak_rss_mb"] for r in results[(args.copies, "import")])
             / max(r["peak_rss_mb"] for r in results[(1, "import")]))
     print(f"import peak memory, {args.copies}x input against 1x: {grow:.2f}x")
