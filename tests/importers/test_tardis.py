@@ -248,3 +248,37 @@ def test_replay_pipeline_agrees_with_the_importers_book_at_the_end(tardis_dir, r
     mine = pipeline.state("BTCUSDT").book
     theirs = replayed["binance-futures"].pipeline.state("BTCUSDT").book
     assert mine.n_bids > 1000 and mine.bids() == theirs.bids() and mine.asks() == theirs.asks()
+
+
+def test_quotes_are_the_best_level_of_the_same_book(tardis_dir, tmp_path):
+    """A quotes file written from book_snapshot_25's first levels imports to that file's
+    first level."""
+    header, lines = read_lines(tardis_file(tardis_dir, "binance", "book_snapshot_25"))
+    names = header.split(",")
+    columns = [names.index(c) for c in ("asks[0].amount", "asks[0].price", "bids[0].price",
+                                        "bids[0].amount")]
+    quotes = [",".join(line.split(",")[:4] + [line.split(",")[i] for i in columns])
+              for line in lines]
+    path = write_csv(tmp_path / "binance_quotes_2024-08-08_BTCUSDT.csv.gz",
+                     "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,"
+                     "bid_price,bid_amount", quotes)
+    summary = import_tardis([path], tmp_path / "quotes", INTERVAL)  # depth 1: all it holds
+    assert summary.streams[0].data_type == "quotes"
+    import_tardis([tardis_file(tardis_dir, "binance", "book_snapshot_25")], tmp_path / "top",
+                  INTERVAL, 1)
+    got, want = snapshots(tmp_path / "quotes"), snapshots(tmp_path / "top")
+    assert got.height > 6000
+    assert got.select("ts", *LEVELS, "gap").equals(want.select("ts", *LEVELS, "gap"))
+
+
+def test_an_exchange_bookcast_has_no_venue_for_imports_under_tardis_name(tardis_dir,
+                                                                          tmp_path):
+    header, lines = read_lines(tardis_file(tardis_dir, "binance", "incremental_book_L2"))
+    renamed = [line.replace("binance,", "bybit-spot,", 1) for line in lines[:20_000]]
+    import_tardis([write_csv(tmp_path / "bybit.csv.gz", header, renamed)], tmp_path / "out",
+                  INTERVAL, 5)
+    (part, *_) = sorted((tmp_path / "out").rglob("*.parquet"))
+    assert "venue=bybit-spot" in part.parts[-4]
+    meta = pq.read_schema(part).metadata
+    # no venue module gives its tick: the book's price steps do
+    assert meta[b"tick_size"] == b"0.01" and meta[b"tick_size_source"] == b"inferred from the book"
