@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
+# hftbacktest 2.4.4 pins numpy<2.3, which vectorbt 1.2 forbids: it gets its own venv, used
+# only by the export round-trip test (tests/exporters), which loads exported files with it.
+HFT_VENV := .venv-hftbacktest
+HFT_STAMP := $(HFT_VENV)/.installed
+HFTBACKTEST_VERSION := 2.4.4
 
 .PHONY: run test test-slow test-chaos lint bench clean-venv chromium
 
@@ -15,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(HFT_STAMP):
+	test -x $(HFT_VENV)/bin/python || $(PYTHON) -m venv $(HFT_VENV)
+	$(HFT_VENV)/bin/python -m pip install --quiet hftbacktest==$(HFTBACKTEST_VERSION)
+	touch $(HFT_STAMP)
+
 run: $(STAMP)
 	$(BIN)/bookcast demo
 
@@ -23,7 +33,7 @@ run: $(STAMP)
 CHROMIUM := /usr/bin/chromium
 NO_CHROMIUM := "note: the dashboard's browser test did not run: Chromium is not installed and could not be installed here; install it with: apt-get install chromium chromium-driver"
 
-test: $(STAMP)
+test: $(STAMP) $(HFT_STAMP)
 	@test -x $(CHROMIUM) || $(MAKE) --no-print-directory chromium || true
 	@if test -x $(CHROMIUM); then \
 	  $(BIN)/python -m pytest -m "not slow and not chaos" -n 2 --dist loadfile; \
@@ -38,7 +48,7 @@ chromium:
 	@(apt-get install -y -qq chromium chromium-driver || \
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)) >/dev/null 2>&1
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(HFT_STAMP)
 	$(BIN)/python -m pytest -m slow
 
 test-chaos: $(STAMP)
@@ -52,4 +62,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(HFT_VENV)

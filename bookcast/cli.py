@@ -44,6 +44,12 @@ EXAMPLES: dict[str, list[str]] = {
     "serve": ["bookcast serve sim/binance-spot/btcusdt_sim_seed7.jsonl.gz --port 8765 --speed 10"],
     "collect": ["bookcast collect --venue binance-spot --symbol BTCUSDT --data-dir live"],
     "replay": ["bookcast replay capture.jsonl.gz --data-dir data --interval 100ms"],
+    "tardis": ["bookcast import tardis binance_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz "
+               "--data-dir data --interval 100ms"],
+    "binance-depth": ["bookcast import binance-depth BTCUSDT_T_DEPTH_2024-08-08.csv.gz "
+                      "--data-dir data --venue binance-usdm"],
+    "hftbacktest": ["bookcast export hftbacktest --data-dir data --venue binance-usdm "
+                    "--symbol BTCUSDT --out btcusdt.npz"],
     "inspect": ["bookcast inspect --data-dir data", "bookcast inspect --data-dir data --json"],
     "features": ["bookcast features --data-dir data --horizons 1s,10s --fee-preset binance-spot"],
     "opportunities": ["bookcast opportunities --data-dir data --fee-bps 0,1,5,10 --json"],

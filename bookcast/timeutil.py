@@ -53,3 +53,24 @@ def utc_date(ts_ns: int) -> str:
 def utc_day_start_ns(ts_ns: int) -> int:
     """Nanoseconds at 00:00 UTC of the day holding ts_ns."""
     return ts_ns - ts_ns % NS_PER_UNIT["d"]
+
+
+def parse_time_ns(text: str, *, what: str = "time") -> int:
+    """An instant given as an ISO date or date-time ('2024-08-08', '2024-08-08T23:55',
+    '2024-08-08 23:55:00.5+02:00') into ns since the epoch; without a zone it is UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"The {what} '{text}' is not a date or time; write it like 2024-08-08 "
+                        f"or 2024-08-08T23:55:00 (UTC unless a zone is given).") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def format_ts(ts_ns: int) -> str:
+    """A nanosecond timestamp as ISO 8601 UTC to the microsecond: 2024-08-08T23:54:13.937085Z."""
+    moment = dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=dt.UTC)
+    micros = ts_ns % 1_000_000_000 // 1_000
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"

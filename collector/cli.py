@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
     app.command("inspect")(inspect)
     for module_name in ("collector.simulator.cli", "collector.emulator.cli",
-                        "collector.daemon.cli"):
+                        "collector.daemon.cli", "collector.importers.cli",
+                        "collector.exporters.cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:

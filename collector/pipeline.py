@@ -27,7 +27,7 @@ from pathlib import Path
 
 from collector.capture import CaptureRecord
 from collector.state import SymbolState
-from collector.venues import venue_class
+from collector.venues import Venue, venue_class
 from collector.writers import SnapshotWriter, TradeWriter
 
 log = logging.getLogger("bookcast.collector")
@@ -54,10 +54,12 @@ class Pipeline:
                  rotate_rows: int = DEFAULT_ROTATE_ROWS, rotate_ns: int | None = None,
                  on_snapshot_request: Callable[[SymbolState], None] | None = None,
                  on_event: Callable[[str, SymbolState, str], None] | None = None,
-                 top_of_book_check: bool = False, source: str = "capture") -> None:
+                 top_of_book_check: bool = False, source: str = "capture",
+                 protocol: type[Venue] | None = None) -> None:
         self.venue_name = venue
-        self.source = source
-        self.venue = venue_class(venue)(self)
+        # importers feed books themselves and may name a venue bookcast has no module for
+        self.venue = (protocol or venue_class(venue))(self)
+        self.source = source  # file metadata: capture, simulator, tardis, binance-depth
         # live: also subscribe to the venue's own top-of-book stream, to cross-check books
         self.venue.top_of_book_streams = top_of_book_check
         self.root = Path(data_dir)
@@ -116,6 +118,12 @@ class Pipeline:
             writer.flush()
             written.extend(writer.files[before:])
         return written
+
+    def write_rotated(self) -> None:
+        """Write the files rotation has already cut, keeping the rows still buffered."""
+        for writer in (*self.snapshot_writers.values(), *self.trade_writers.values()):
+            if writer.rows_pending:
+                writer.write_pending()
 
     # -- sampling --------------------------------------------------------------------------
     def advance(self, state: SymbolState, ts_recv: int) -> None:

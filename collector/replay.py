@@ -19,6 +19,7 @@ from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline, TopCheck
 from collector.venues import VENUES, detect_venue, venue_class
 
 log = logging.getLogger("bookcast.collector")
+MIN_INTERVAL_NS = 10_000_000
 
 
 @dataclass
@@ -46,14 +47,32 @@ class ReplaySummary:
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
 
 
-def sniff_venue(path: Path, records: int = 200) -> str | None:
-    """The venue a capture file was recorded from, judged by its first records."""
+def sniff(path: Path, records: int = 200) -> tuple[list[str], list[str]]:
+    """The connection names and addresses of a capture's first records."""
     conns, urls = [], []
     for rec in islice(iter_capture(path, warn=False), records):
         conns.append(rec.conn)
         if rec.url:
             urls.append(rec.url)
-    return detect_venue(conns, urls)
+    return conns, urls
+
+
+def sniff_venue(path: Path, records: int = 200) -> str | None:
+    """The venue a capture file was recorded from, judged by its first records."""
+    return detect_venue(*sniff(path, records))
+
+
+def refuse_other_family(path: Path, venue: str) -> None:
+    """A capture recorded from a host of another product family than `venue` speaks (a
+    COIN-M capture under binance-usdm) ends in one sentence naming what was found."""
+    from urllib.parse import urlparse
+
+    families = venue_class(venue).other_families
+    for url in sniff(path)[1]:
+        host = urlparse(url).hostname if "://" in url else None
+        if host in families:
+            raise UserError(f"'{path}' was recorded from {host}: {families[host]}; "
+                            f"{venue} does not speak it.")
 
 
 def group_by_venue(paths: list[Path], venue: str | None) -> dict[str, list[Path]]:
@@ -61,6 +80,8 @@ def group_by_venue(paths: list[Path], venue: str | None) -> dict[str, list[Path]
     if venue is not None:
         venue_class(venue)  # an unknown venue is a user error, said before any work
     for path in paths:
+        if venue is not None:
+            refuse_other_family(path, venue)
         name = venue or sniff_venue(path)
         if name is None:
             known = ", ".join(sorted(VENUES))
@@ -78,18 +99,14 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     """Replay capture files into `data_dir`; files of one venue are merged by receive time."""
     if not paths:
         raise UserError("No capture files were given to replay.")
-    if interval_ns < 10_000_000:
-        raise UserError(f"The interval {format_duration_ns(interval_ns)} is below the 10ms "
-                        f"minimum of the snapshot grid.")
-    if depth is not None and depth < 1:
-        raise UserError(f"The depth {depth} must be at least 1 (or 'full').")
+    check_sampling(interval_ns, depth)
     files = [Path(p) for p in paths]
     groups = group_by_venue(files, venue)
     summary = ReplaySummary()
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = sum(p.stat().st_size for p in files)
-    with _progress_bar(progress, total_bytes) as advance:
+    with progress_bar("replay", progress, total_bytes) as advance:
         for venue_name, venue_files in groups.items():
             pipeline = replay_pipeline(venue_name, venue_files, data_dir, interval_ns,
                                        stats=stats, on_bytes=advance, depth=depth,
@@ -114,6 +131,15 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     return summary
 
 
+def check_sampling(interval_ns: int, depth: int | None) -> None:
+    """The grid and depth every dataset writer accepts (replay, imports)."""
+    if interval_ns < MIN_INTERVAL_NS:
+        raise UserError(f"The interval {format_duration_ns(interval_ns)} is below the 10ms "
+                        f"minimum of the snapshot grid.")
+    if depth is not None and depth < 1:
+        raise UserError(f"The depth {depth} must be at least 1 (or 'full').")
+
+
 def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
                     interval_ns: int = 1_000_000_000, stats: ReadStats | None = None,
                     on_bytes: Callable[[int], None] | None = None,
@@ -122,8 +148,10 @@ def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
     its books, counters and top-of-book checks can be inspected (tests, notebooks)."""
     pipeline = Pipeline(venue, data_dir, interval_ns=interval_ns, **pipeline_options)
     feed = pipeline.feed
-    for rec in merge_captures(paths, stats, on_bytes=on_bytes):
+    for n, rec in enumerate(merge_captures(paths, stats, on_bytes=on_bytes)):
         feed(rec)
+        if not n & 0xFFF:
+            pipeline.write_rotated()  # a rotated file is written now, not held to the end
     pipeline.finish()
     return pipeline
 
@@ -144,6 +172,16 @@ def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:
     if not states:
         raise UserError(f"The capture {names} holds no order-book messages for "
                         f"{pipeline.venue_name}.")
+    unmatched = pipeline.venue.unmatched_snapshots
+    if unmatched:
+        raise UserError(f"The capture {names} holds {unmatched} depth snapshot"
+                        f"{'s' if unmatched > 1 else ''} that match{'es' if unmatched == 1 else ''}"
+                        f" none of its symbols (by request, subscription or update ids), so "
+                        f"no {pipeline.venue_name} book could be built.")
+    if any(s.gaps for s in states):
+        raise UserError(f"The capture {names} holds depth snapshots, but none could be joined "
+                        f"to the diffs (each is older than the first diff it would continue), "
+                        f"so no {pipeline.venue_name} book could be built.")
     raise UserError(f"The capture {names} holds no depth snapshot, so no "
                     f"{pipeline.venue_name} book could be built; record the REST or "
                     f"websocket snapshot together with the updates.")
@@ -159,8 +197,9 @@ def book_symbols(paths: list[Path], venue: str, records: int = 20_000) -> list[s
 
 
 @contextmanager
-def _progress_bar(enabled: bool, total_bytes: int) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar over the compressed bytes of the captures, or nothing."""
+def progress_bar(label: str, enabled: bool, total_bytes: int
+                 ) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar over the compressed bytes of the input files, or nothing."""
     if not enabled:
         yield None
         return
@@ -173,8 +212,8 @@ def _progress_bar(enabled: bool, total_bytes: int) -> Iterator[Callable[[int], N
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("replay"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn()) as bar:
-        task = bar.add_task("replay", total=total_bytes)
+        task = bar.add_task(label, total=total_bytes)
         yield lambda n: bar.advance(task, n)
         bar.update(task, completed=total_bytes)

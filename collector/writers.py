@@ -47,10 +47,10 @@ def write_table_atomic(table: pa.Table, path: Path) -> None:
     except BaseException:  # a failed or interrupted write leaves no debris
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -145,6 +145,12 @@ class _PartitionBuffer:
         part = self.detach()
         if part is not None:
             self._pending.append(part)
+        return self.write_pending()
+
+    def write_pending(self) -> Path | None:
+        """Write the parts rotation has cut, in order, keeping the rows still buffered; the
+        last path written. Replay and imports call it as they go, so memory holds one
+        file's rows, not the whole run's (the daemon's writer thread takes them instead)."""
         last = None
         while self._pending:
             last = self._pending[0].write()

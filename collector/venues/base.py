@@ -50,6 +50,8 @@ class Venue:
     used_weight_header: ClassVar[str | None] = None
     # size steps (lot sizes) of the symbols above, as the venue's exchange info lists them
     lot_sizes: ClassVar[dict[str, float]] = {}
+    # hosts of other product families whose data this module would misread -> what they are
+    other_families: ClassVar[dict[str, str]] = {}
 
     # most diffs a book buffers while it waits for a snapshot; older ones are dropped
     max_buffered: ClassVar[int] = 50_000
@@ -61,6 +63,8 @@ class Venue:
         self.top_of_book_streams = False
         # which connection feeds each symbol's book, to invalidate it when that one drops
         self.book_conn: dict[str, str] = {}
+        # snapshots no symbol could be matched to (so far): said when no book was built
+        self.unmatched_snapshots = 0
 
     # -- dispatch ---------------------------------------------------------------
     def on_record(self, rec: CaptureRecord) -> None:

@@ -15,11 +15,14 @@ from urllib.parse import parse_qs, urlparse
 
 import orjson
 
+from bookcast.errors import UserError
 from collector.book import UNIT_DECIMALS, format_units, parse_units
-from collector.state import SymbolState
+from collector.state import FeedSink, SymbolState
 from collector.venues.base import Venue
 
 MS = 1_000_000
+# a snapshot without a symbol is matched to diffs whose update ids are this close to it
+SNAPSHOT_MATCH_IDS = 100_000
 PROBE_LIMIT = 5  # the depth asked at start-up only to learn whether the symbol exists
 
 # Binance's REST error codes (https://developers.binance.com/docs/binance-spot-api-docs/errors)
@@ -93,6 +96,19 @@ class BinanceSpot(Venue):
     depth_path: ClassVar[str] = "/api/v3/depth"
     depth_stream: ClassVar[str] = "depth@100ms"
     snapshot_limit: ClassVar[int] = 5000
+    # hosts of the product families this module must not read, and what to do instead
+    other_families: ClassVar[dict[str, str]] = {
+        "fstream.binance.com": "Binance USDⓈ-M futures; replay it with --venue binance-usdm",
+        "fapi.binance.com": "Binance USDⓈ-M futures; replay it with --venue binance-usdm",
+        "dstream.binance.com": "Binance COIN-M futures, which bookcast has no venue for",
+        "dapi.binance.com": "Binance COIN-M futures, which bookcast has no venue for",
+    }
+
+    def __init__(self, sink: FeedSink) -> None:
+        super().__init__(sink)
+        self.subscribed: set[str] = set()  # depth streams named in the connection addresses
+        # REST snapshots that arrived before any diff they could be matched to
+        self.held_snapshots: list[tuple[dict[str, Any], int]] = []
 
     # -- live endpoints ---------------------------------------------------------------
     def ws_url(self, symbols: list[str]) -> str:
@@ -148,7 +164,7 @@ class BinanceSpot(Venue):
             payload = msg["data"] if "stream" in msg else msg
             event = payload.get("e")
             if event == "depthUpdate":
-                self.on_depth_update(payload, ts_recv, conn)
+                self.on_depth_update(payload, ts_recv, conn, where)
             elif event == "trade":
                 self.on_trade(payload, ts_recv)
             elif "u" in payload and "b" in payload and "a" in payload and "B" in payload:
@@ -156,7 +172,8 @@ class BinanceSpot(Venue):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self.sink.parse_error(where, f"unexpected message shape ({exc!r})")
 
-    def on_depth_update(self, msg: dict[str, Any], ts_recv: int, conn: str = "") -> None:
+    def on_depth_update(self, msg: dict[str, Any], ts_recv: int, conn: str = "",
+                        where: str = "") -> None:
         symbol = msg["s"]
         if not self.sink.wants(symbol):
             return
@@ -164,9 +181,12 @@ class BinanceSpot(Venue):
         state.messages += 1
         self.book_conn[symbol] = conn
         if not state.valid:
+            self.check_family(msg, where)
             if len(state.pending) >= self.max_buffered:
                 del state.pending[0]  # the snapshot will have to be newer than this diff
             state.pending.append((msg, ts_recv))
+            if self.held_snapshots and self._join_held_snapshot(state, msg, ts_recv):
+                return
             if not state.awaiting_snapshot:
                 self.sink.request_snapshot(state)
             return
@@ -191,6 +211,13 @@ class BinanceSpot(Venue):
         self.sink.advance(state, ts_recv)
         self.apply_diff(state, msg, ts_recv)
         self.check_crossed(state, ts_recv)
+
+    def check_family(self, msg: dict[str, Any], where: str) -> None:
+        """A diff of another Binance product family would be mis-read by this module's sync
+        rule and sizes: one sentence naming what was found."""
+        if "pu" in msg:
+            raise UserError(f"{where}: a Binance futures diff (it has a 'pu' field) in a "
+                            f"{self.name} replay; replay it with --venue binance-usdm.")
 
     def continues(self, msg: dict[str, Any], last_u: int) -> bool:
         """Spot: each diff starts right after the previous one ended."""
@@ -240,6 +267,15 @@ class BinanceSpot(Venue):
         self.sink.reference_top(state, msg["u"], parse_units(msg["b"]), parse_units(msg["a"]),
                                 ts_recv)
 
+    # -- connections --------------------------------------------------------------------
+    def on_connect(self, ts_recv: int, conn: str, url: str) -> None:
+        super().on_connect(ts_recv, conn, url)
+        # the streams asked for in the address name the subscribed symbols
+        for stream in parse_qs(urlparse(url).query).get("streams", [""])[0].split("/"):
+            symbol, _, channel = stream.partition("@")
+            if channel.startswith("depth") and symbol:
+                self.subscribed.add(symbol.upper())
+
     # -- REST snapshot ------------------------------------------------------------------
     def on_http(self, ts_recv: int, conn: str, url: str, data: str, where: str) -> None:
         reply = self.decode(data, where, conn, ts_recv)
@@ -247,12 +283,17 @@ class BinanceSpot(Venue):
             return
         state = self.snapshot_owner(url, reply)
         if state is None:
-            self.sink.parse_error(where, "a depth snapshot that matches no subscribed symbol")
+            # no diff names its symbol yet: the first diffs that match its ids will join it
+            self.held_snapshots.append((reply, ts_recv))
+            self.unmatched_snapshots += 1
             return
         self.apply_snapshot(state, reply, ts_recv)
 
     def snapshot_owner(self, url: str, reply: dict[str, Any]) -> SymbolState | None:
-        """The symbol a REST snapshot belongs to: from its url, else from the buffered ids."""
+        """The symbol a REST snapshot belongs to: from its url (the request the collector
+        made), else the diffs waiting for it by their ids, else the only subscribed symbol.
+        Never by elimination: another symbol's snapshot, loaded under this one, could look
+        joined (every diff older than it) and stay "valid" with the wrong levels."""
         query = parse_qs(urlparse(url).query)
         if "symbol" in query:
             symbol = query["symbol"][0].upper()
@@ -261,9 +302,26 @@ class BinanceSpot(Venue):
         waiting = [s for s in self.sink.states() if not s.valid and s.pending]
         for state in waiting:
             first, last = state.pending[0][0], state.pending[-1][0]
-            if first["U"] <= last_id + 1 and last_id <= last["u"] + 100_000:
+            if first["U"] <= last_id + 1 and last_id <= last["u"] + SNAPSHOT_MATCH_IDS:
                 return state
-        return waiting[0] if len(waiting) == 1 else None
+        if not waiting and len(self.subscribed) == 1:
+            symbol = next(iter(self.subscribed))
+            return self.sink.state(symbol) if self.sink.wants(symbol) else None
+        return None
+
+    def _join_held_snapshot(self, state: SymbolState, msg: dict[str, Any], ts_recv: int
+                            ) -> bool:
+        """A snapshot that arrived before any diff belongs to the first symbol whose diff ids
+        are close to its own (another symbol's ids are billions away): join it now."""
+        for i, (reply, _ts) in enumerate(self.held_snapshots):
+            last_id = reply["lastUpdateId"]
+            if msg["U"] - SNAPSHOT_MATCH_IDS <= last_id <= msg["u"] + SNAPSHOT_MATCH_IDS:
+                del self.held_snapshots[i]
+                self.unmatched_snapshots -= 1
+                # the book is rebuilt now, so it is synchronised as of this diff's receipt
+                self.apply_snapshot(state, reply, ts_recv)
+                return True
+        return False
 
     def apply_snapshot(self, state: SymbolState, reply: dict[str, Any], ts_recv: int) -> None:
         last_id = reply["lastUpdateId"]

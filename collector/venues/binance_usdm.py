@@ -10,8 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from bookcast.errors import UserError
 from collector.state import SymbolState
 from collector.venues.binance_spot import BinanceSpot
+
+# COIN-M (coin-margined) contracts: BTCUSD_PERP, ETHUSD_240927; USDⓈ-M quarterlies are
+# spelled BTCUSDT_240927, so the quote asset tells them apart
+_COIN_M_SYMBOL = re.compile(r"^[A-Z0-9]+USD_(PERP|\d{6})$")
+
+
+def coin_margined(symbol: str) -> bool:
+    """A Binance COIN-M symbol: sizes in contracts (100 USD each for BTC), inverse PnL."""
+    return bool(_COIN_M_SYMBOL.match(symbol))
 
 
 class BinanceUsdm(BinanceSpot):
@@ -28,6 +38,22 @@ class BinanceUsdm(BinanceSpot):
     depth_path: ClassVar[str] = "/fapi/v1/depth"
     depth_stream: ClassVar[str] = "depth@100ms"
     snapshot_limit: ClassVar[int] = 1000
+    other_families: ClassVar[dict[str, str]] = {
+        "stream.binance.com": "Binance spot; replay it with --venue binance-spot",
+        "api.binance.com": "Binance spot; replay it with --venue binance-spot",
+        "dstream.binance.com": "Binance COIN-M futures, which bookcast has no venue for",
+        "dapi.binance.com": "Binance COIN-M futures, which bookcast has no venue for",
+    }
+
+    def check_family(self, msg: dict[str, Any], where: str) -> None:
+        symbol = msg["s"]
+        if "ps" in msg or coin_margined(symbol):
+            raise UserError(f"{where}: {symbol} is a Binance COIN-M contract (its diffs carry "
+                            f"a 'ps' field; sizes are contracts, PnL is inverse), which "
+                            f"{self.name} does not speak; bookcast has no COIN-M venue.")
+        if "pu" not in msg:
+            raise UserError(f"{where}: a Binance spot diff (it has no 'pu' field) in a "
+                            f"{self.name} replay; replay it with --venue binance-spot.")
 
     @staticmethod
     def depth_weight(limit: int) -> int:
