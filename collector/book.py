@@ -5,14 +5,18 @@ Prices and sizes arrive as decimal strings. They are parsed into integers of
 keeps every key exact: no float drift, no two spellings of one price. Floats are
 made only when a snapshot row is written, by one correctly rounded division.
 
-Bids are stored under negated keys so that both sides iterate best-first.
+Bids are stored under negated keys so that both sides are sorted best-first.
+
+Reading levels is on the sampler's hot path (every grid row, up to every level at
+full depth): `levels(n)` slices the sorted keys and looks their sizes up, both in C,
+rather than walking the generic items view level by level in Python.
 """
 
 from __future__ import annotations
 
-from itertools import islice
+from typing import NamedTuple
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 UNIT_DECIMALS = 10
 UNIT = 10**UNIT_DECIMALS
@@ -54,90 +58,123 @@ def units_to_float(units: int) -> float:
     return units / UNIT
 
 
-class OrderBook:
-    """One symbol's book: price units -> size units, per side, best-first."""
+class BookLevels(NamedTuple):
+    """The best levels of a book in integer units, best first, as the book holds them.
 
-    __slots__ = ("_asks", "_bids")
+    Bid prices stay negated (the book's own keys), so taking them copies nothing but
+    the list: bid price i is `-bid_keys[i]`.
+    """
+
+    bid_keys: list[int]
+    bid_sizes: list[int]
+    ask_prices: list[int]
+    ask_sizes: list[int]
+
+
+class OrderBook:
+    """One symbol's book: price units -> size units, per side, best-first.
+
+    Each side is a dict of sizes plus a SortedList of its keys: the same structure as a
+    SortedDict, driven directly, which spares a Python call per level update.
+    """
+
+    __slots__ = ("_ask_prices", "_ask_sizes", "_bid_keys", "_bid_sizes")
 
     def __init__(self) -> None:
-        self._bids: SortedDict = SortedDict()  # key: -price_units
-        self._asks: SortedDict = SortedDict()  # key: price_units
+        self._bid_sizes: dict[int, int] = {}  # key: -price_units
+        self._bid_keys = SortedList()
+        self._ask_sizes: dict[int, int] = {}  # key: price_units
+        self._ask_prices = SortedList()
 
     def clear(self) -> None:
-        self._bids.clear()
-        self._asks.clear()
+        self._bid_sizes.clear()
+        self._bid_keys.clear()
+        self._ask_sizes.clear()
+        self._ask_prices.clear()
 
     def set_bid(self, price: int, size: int) -> None:
         """Set the resting size at a bid price; size 0 deletes the level."""
+        key = -price
+        sizes = self._bid_sizes
         if size:
-            self._bids[-price] = size
-        else:
-            self._bids.pop(-price, None)
+            if key not in sizes:
+                self._bid_keys.add(key)
+            sizes[key] = size
+        elif key in sizes:
+            del sizes[key]
+            self._bid_keys.remove(key)
 
     def set_ask(self, price: int, size: int) -> None:
+        sizes = self._ask_sizes
         if size:
-            self._asks[price] = size
-        else:
-            self._asks.pop(price, None)
+            if price not in sizes:
+                self._ask_prices.add(price)
+            sizes[price] = size
+        elif price in sizes:
+            del sizes[price]
+            self._ask_prices.remove(price)
 
     def load(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         """Replace the whole book (a snapshot); zero sizes are ignored."""
-        self._bids = SortedDict({-p: s for p, s in bids if s})
-        self._asks = SortedDict({p: s for p, s in asks if s})
+        self._bid_sizes = {-p: s for p, s in bids if s}
+        self._bid_keys = SortedList(self._bid_sizes)
+        self._ask_sizes = {p: s for p, s in asks if s}
+        self._ask_prices = SortedList(self._ask_sizes)
 
     @property
     def n_bids(self) -> int:
-        return len(self._bids)
+        return len(self._bid_sizes)
 
     @property
     def n_asks(self) -> int:
-        return len(self._asks)
+        return len(self._ask_sizes)
 
     def best_bid(self) -> tuple[int, int] | None:
-        if not self._bids:
+        if not self._bid_sizes:
             return None
-        key, size = self._bids.peekitem(0)
-        return -key, size
+        key = self._bid_keys[0]
+        return -key, self._bid_sizes[key]
 
     def best_ask(self) -> tuple[int, int] | None:
-        if not self._asks:
+        if not self._ask_sizes:
             return None
-        return self._asks.peekitem(0)
+        price = self._ask_prices[0]
+        return price, self._ask_sizes[price]
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (a broken book)."""
-        if not self._bids or not self._asks:
+        if not self._bid_sizes or not self._ask_sizes:
             return False
-        return -self._bids.keys()[0] >= self._asks.keys()[0]
+        return -self._bid_keys[0] >= self._ask_prices[0]
+
+    def levels(self, n: int | None) -> BookLevels:
+        """The best n levels of each side (all when n is None), in units."""
+        bid_keys = self._bid_keys[:n]
+        ask_prices = self._ask_prices[:n]
+        return BookLevels(bid_keys, list(map(self._bid_sizes.__getitem__, bid_keys)),
+                          ask_prices, list(map(self._ask_sizes.__getitem__, ask_prices)))
 
     def bids(self, n: int | None = None) -> list[tuple[int, int]]:
         """Best-first (price, size) bid levels in units, the first n or all."""
-        items = self._bids.items() if n is None else islice(self._bids.items(), n)
-        return [(-k, v) for k, v in items]
+        keys = self._bid_keys[:n]
+        return [(-k, self._bid_sizes[k]) for k in keys]
 
     def asks(self, n: int | None = None) -> list[tuple[int, int]]:
-        items = self._asks.items() if n is None else islice(self._asks.items(), n)
-        return list(items)
+        prices = self._ask_prices[:n]
+        return list(zip(prices, map(self._ask_sizes.__getitem__, prices), strict=True))
 
     def truncate(self, depth: int) -> None:
         """Keep only the best `depth` levels per side (Kraken's subscribed depth)."""
-        while len(self._bids) > depth:
-            self._bids.popitem(-1)
-        while len(self._asks) > depth:
-            self._asks.popitem(-1)
+        for keys, sizes in ((self._bid_keys, self._bid_sizes), (self._ask_prices, self._ask_sizes)):
+            for key in keys[depth:]:
+                del sizes[key]
+            del keys[depth:]
 
     def top(self, n: int | None) -> tuple[list[float], list[float], list[float], list[float]]:
-        """bid_px, bid_sz, ask_px, ask_sz as floats, best first, n levels or all."""
-        bids = self._bids.items() if n is None else islice(self._bids.items(), n)
-        asks = self._asks.items() if n is None else islice(self._asks.items(), n)
-        bid_px: list[float] = []
-        bid_sz: list[float] = []
-        for k, v in bids:
-            bid_px.append(-k / UNIT)
-            bid_sz.append(v / UNIT)
-        ask_px: list[float] = []
-        ask_sz: list[float] = []
-        for k, v in asks:
-            ask_px.append(k / UNIT)
-            ask_sz.append(v / UNIT)
-        return bid_px, bid_sz, ask_px, ask_sz
+        """bid_px, bid_sz, ask_px, ask_sz as floats, best first, n levels or all.
+
+        Each float is one correctly rounded division of the exact units (int / int).
+        """
+        bid_keys, bid_sizes, ask_prices, ask_sizes = self.levels(n)
+        return ([k / -UNIT for k in bid_keys], [v / UNIT for v in bid_sizes],
+                [k / UNIT for k in ask_prices], [v / UNIT for v in ask_sizes])

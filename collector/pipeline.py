@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.book import BookLevels
 from collector.capture import CaptureRecord
 from collector.state import SymbolState
 from collector.venues import venue_class
@@ -61,7 +62,7 @@ class Pipeline:
         self._states: dict[str, SymbolState] = {}
         self._next_grid: dict[str, int] = {}
         self._due = math.inf
-        self._last_levels: dict[str, tuple] = {}
+        self._last_levels: dict[str, BookLevels] = {}
         self.snapshot_writers: dict[str, SnapshotWriter] = {}
         self.trade_writers: dict[str, TradeWriter] = {}
         self.top_check = TopCheck()
@@ -113,11 +114,17 @@ class Pipeline:
             written.extend(writer.files[before:])
         return written
 
+    def write_pending(self) -> list[Path]:
+        """Write the parts the writers' rotation cut so far (not the rows still buffered)."""
+        return [path for writer in (*self.snapshot_writers.values(),
+                                    *self.trade_writers.values())
+                for path in writer.write_pending()]
+
     # -- sampling --------------------------------------------------------------------------
     def _emit(self, state: SymbolState, g: int) -> None:
         symbol = state.symbol
         if state.n_updates or state.gap_pending or symbol not in self._last_levels:
-            self._last_levels[symbol] = state.book.top(self.depth)
+            self._last_levels[symbol] = state.book.levels(self.depth)
         writer = self.snapshot_writers.get(symbol)
         if writer is None:
             writer = self._snapshot_writer(state)
