@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import math
 import os
@@ -95,7 +96,7 @@ def _lists(values: np.ndarray) -> pa.ListArray:
 def write_real_like(real: Path, root: Path, rows: int, seed: int = 0) -> Path:
     """A one-day snapshots + trades partition of `rows` 100 ms rows, block-bootstrapped
     from the real replayed partitions under `real` (see the module docstring)."""
-    from collector.writers import write_table_atomic
+    from collector.writers import snapshot_row_group_rows, write_table_atomic
 
     rng = np.random.default_rng(seed)
     sources = []
@@ -156,7 +157,7 @@ def write_real_like(real: Path, root: Path, rows: int, seed: int = 0) -> Path:
     meta = file_metadata("binance-spot", "BTCUSDT", depth=100, interval_ns=INTERVAL,
                          tick_size=TICK)
     path = partition_dir(root, "snapshots", "binance-spot", "BTCUSDT", date) / f"part-{T0}.parquet"
-    write_table_atomic(snapshots.replace_schema_metadata(meta), path)
+    write_table_atomic(snapshots.replace_schema_metadata(meta), path, snapshot_row_group_rows(100))
     order = np.argsort(cat["trade_ts"], kind="stable")
     trades = pa.table({
         "ts_recv": pa.array(cat["trade_ts"][order], TS),
@@ -450,6 +451,7 @@ def codecs(inputs: Path, tmp: Path) -> None:
     features files: write and read time per codec (the choices in writers/build)."""
     import polars as pl
 
+    from collector.writers import snapshot_row_group_rows
     from features.definitions import SNAPSHOT_COLUMNS
 
     snap = pq.read_table(next((inputs / "snapshots").rglob("*.parquet")))
@@ -467,12 +469,19 @@ def codecs(inputs: Path, tmp: Path) -> None:
 
     def decode() -> None:
         for _ in pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
-                batch_size=16_384, columns=list(SNAPSHOT_COLUMNS)):
+                batch_size=4096, columns=list(SNAPSHOT_COLUMNS)):
             pass
+
+    middle = snap["ts"][snap.num_rows // 2].as_py()
+
+    def window() -> None:  # what a chart of five minutes reads (the dashboard's Book page)
+        pl.scan_parquet(path).filter(pl.col("ts").is_between(
+            middle, middle + dt.timedelta(minutes=5))).collect()
 
     for label, options in (
             ("zstd, no dictionary, one row group", {}),
-            ("zstd, no dictionary, 65,536-row groups", {"row_group_size": 65_536}),
+            ("zstd, no dictionary, 10,485-row groups (the collector's)",
+             {"row_group_size": snapshot_row_group_rows(100)}),
             ("lz4, no dictionary", {"compression": "lz4"}),
             ("snappy, no dictionary", {"compression": "snappy"}),
             ("zstd, dictionary", {"use_dictionary": True}),
@@ -480,8 +489,10 @@ def codecs(inputs: Path, tmp: Path) -> None:
         kw = {"compression": "zstd", "use_dictionary": False, **options}
         write = best(lambda kw=kw: pq.write_table(snap, path, **kw), 1)
         wall, cpu = best(decode)
+        five = best(window)
         print(f"  snapshots {label:40s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
-              f"write cpu {write[1]:5.2f} s  decode wall {wall:5.2f} s cpu {cpu:5.2f} s")
+              f"write cpu {write[1]:5.2f} s  decode wall {wall:5.2f} s cpu {cpu:5.2f} s  "
+              f"5-minute window wall {five[0]:5.3f} s")
     from features.build import build_features
 
     root = scratch_root(inputs, tmp)

@@ -32,17 +32,31 @@ from collector.book import UNIT, BookLevels
 DAY_NS = NS_PER_UNIT["d"]
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> None:
+# A snapshot row group holds about this many levels per list column: 10,240 rows at
+# depth 100, a few hundred at full depth. A reader of a time window (a chart of five
+# minutes) decodes only the groups it overlaps: 0.19-0.36 s for 8-16k-row groups against
+# 4.5 s for one group of 200,000 rows; reading whole files is as fast either way.
+ROW_GROUP_LEVELS = 1 << 20
+
+
+def snapshot_row_group_rows(levels_per_row: float) -> int:
+    """Rows per snapshot row group for books of about `levels_per_row` levels a side."""
+    return max(64, int(ROW_GROUP_LEVELS / max(1.0, levels_per_row)))
+
+
+def write_table_atomic(table: pa.Table, path: Path, row_group_rows: int | None = None) -> None:
     """Write a Parquet file under a temporary name, fsync it, then rename it into place.
 
-    On any failure the temporary file is removed and the error raised as it came, so a
-    retry starts clean and never finds debris.
+    zstd without dictionaries: level values hardly repeat within a page, and dictionaries
+    made files larger and writes slower. On any failure the temporary file is removed and
+    the error raised as it came, so a retry starts clean and never finds debris.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with tmp.open("wb") as fh:
-            pq.write_table(table, fh, compression="zstd", use_dictionary=False)
+            pq.write_table(table, fh, compression="zstd", use_dictionary=False,
+                           row_group_size=row_group_rows)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -69,16 +83,16 @@ class PendingPart:
     successful retry leaves exactly the file one clean write would have left.
     """
 
-    __slots__ = ("_table", "first_ts", "path", "rows")
+    __slots__ = ("_row_group_rows", "_table", "first_ts", "path", "rows")
 
     def __init__(self, path: Path, rows: int, first_ts: int,
-                 table: Callable[[], pa.Table]) -> None:
+                 table: Callable[[], pa.Table], row_group_rows: int | None = None) -> None:
         self.path, self.rows, self.first_ts = path, rows, first_ts
-        self._table = table
+        self._table, self._row_group_rows = table, row_group_rows
 
     def write(self) -> Path:
         """Build the Arrow table, encode it, write it atomically; returns the final path."""
-        write_table_atomic(self._table(), self.path)
+        write_table_atomic(self._table(), self.path, self._row_group_rows)
         return self.path
 
     def __repr__(self) -> str:
@@ -128,7 +142,7 @@ class _PartitionBuffer:
                                   utc_date(self._first_ts))
         build = self._table_builder(file_metadata(self.venue, self.symbol, **self.metadata))
         part = PendingPart(directory / f"part-{self._first_ts}.parquet", self.rows,
-                           self._first_ts, build)
+                           self._first_ts, build, self._row_group_rows())
         self.rows = 0
         self._reset()
         return part
@@ -164,6 +178,10 @@ class _PartitionBuffer:
     def _table_builder(self, metadata: dict[bytes, bytes]) -> Callable[[], pa.Table]:
         """A function that builds the Arrow table of the current buffer's rows, later."""
         raise NotImplementedError
+
+    def _row_group_rows(self) -> int | None:
+        """Rows per Parquet row group of the current buffer (None: pyarrow's default)."""
+        return None
 
 
 # ---------------------------------------------------------------- column buffers
@@ -351,6 +369,9 @@ class SnapshotWriter(_PartitionBuffer):
             asks.sizes[a0:a0 + na] = [v / UNIT for v in ask_sizes]
         bids.offsets[row + 1] = bids.used
         asks.offsets[row + 1] = asks.used
+
+    def _row_group_rows(self) -> int:
+        return snapshot_row_group_rows(max(self._bids.used, self._asks.used) / max(1, self.rows))
 
     def _table_builder(self, metadata: dict[bytes, bytes]) -> Callable[[], pa.Table]:
         n = self.rows

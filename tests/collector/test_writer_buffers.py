@@ -133,3 +133,21 @@ def test_replayed_rows_are_the_books_levels_as_python_computes_them(captures_dir
     pipeline = replay_pipeline("binance-usdm", [capture], tmp_path, 1_000_000_000, depth=depth)
     assert isinstance(pipeline, RecordingPipeline) and len(pipeline.seen) > 300
     assert read_levels(tmp_path) == [tuple(row) for row in pipeline.seen]
+
+
+def test_row_groups_hold_about_a_million_levels_so_a_time_window_reads_little(tmp_path):
+    writer = SnapshotWriter(tmp_path, "binance-spot", "BTCUSDT", 10**6, None, META)
+    row = ([1.0] * 100, [2.0] * 100, [3.0] * 100, [4.0] * 100)
+    for i in range(25_000):
+        writer.add(T0 + i, None, T0 + i, None, row, 1, False)
+    (path,) = [writer.flush()]
+    meta = pq.read_metadata(path)
+    rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert rows == [10_485, 10_485, 4_030]  # 2**20 levels / 100 levels a row
+    # a full-depth book of 5,000 levels a side: groups of 209 rows
+    deep = SnapshotWriter(tmp_path / "deep", "binance-spot", "BTCUSDT", 10**6, None, META)
+    wide = ([1.0] * 5000, [2.0] * 5000, [3.0] * 5000, [4.0] * 5000)
+    for i in range(300):
+        deep.add(T0 + i, None, T0 + i, None, wide, 1, False)
+    meta = pq.read_metadata(deep.flush())
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [209, 91]
