@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         maker: bool = typer.Option(
             False, "--maker", help="Passive entries at the touch, filled only when traded through."),
         seed: int = typer.Option(0, "--seed", help="Seed of the random comparison row."),
+        as_json: bool = typer.Option(
+            False, "--json", help='Print {"backtest_id", "path", "config", "stats"} instead '
+                                  "of the tables."),
     ) -> None:
         """Would the run's predictions have made money after spread, fees and latency?"""
         from backtest.data import load_run
@@ -65,4 +68,10 @@ def register(app: typer.Typer) -> None:
         )
         result = backtest_run(root, loaded, config)
         where = write_backtest(result, root)
+        if as_json:
+            from bookcast.terminal import print_json
+
+            print_json({"backtest_id": where.name, "path": where, "config": result.config,
+                        "stats": result.stats})
+            return
         print_report(result.config, result.stats, str(where))

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bookcast import terminal
+from bookcast import interrupts, terminal
 from bookcast.errors import UserError
 from bookcast.timeutil import format_duration_ns, parse_duration_ns
 
@@ -49,6 +49,7 @@ class DemoConfig:
 
 
 def step(n: int, total: int, title: str, command: str) -> None:
+    interrupts.now_doing(f"step {n}/{total} ({title})")
     console.rule(f"[bold]{n}/{total} {title}")
     console.print(f"[dim]same as: {command}[/dim]", highlight=False)
 
@@ -73,14 +74,14 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
         console.print(f"  {venue} {', '.join(symbols)} from {len(captures)} file(s)")
     else:
         venue, symbols = SIM_VENUE, list(cfg.symbols)
-        from collector.simulator.cli import simulate_command
+        from collector.simulator import preset_for, simulate_captures
 
         out = root / "captures"
         step(1, total, f"simulate {cfg.hours:g} h of {', '.join(cfg.symbols)}",
              f"bookcast simulate --hours {cfg.hours:g} --symbols {','.join(cfg.symbols)} "
              f"--seed {cfg.seed} --out {out}")
-        simulate_command(hours=cfg.hours, out=out, symbols=",".join(cfg.symbols), seed=cfg.seed,
-                         venue=venue, preset_file=None, calibrate_from=None, compression="gz")
+        simulate_captures(venue, [preset_for(venue, s) for s in cfg.symbols], "default",
+                          cfg.hours, cfg.seed, out, progress=True)
         captures = sorted((out / venue).glob("*.jsonl.gz"))
     fees = resolve_fees(cfg.fee_preset, None, venue)
 
@@ -145,11 +146,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
 def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
     """The venue and the symbols with books in real captures (Binance only, for the live
     step's REST snapshots)."""
-    from itertools import islice
-
-    from collector.capture import merge_captures
-    from collector.pipeline import Pipeline
-    from collector.replay import group_by_venue
+    from collector.replay import book_symbols, group_by_venue
 
     groups = group_by_venue(captures, None)
     if len(groups) != 1 or next(iter(groups)) not in ("binance-spot", "binance-usdm"):
@@ -157,10 +154,7 @@ def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
                         f"{', '.join(sorted(groups))}. Replay other venues with "
                         f"`bookcast replay`.")
     venue = next(iter(groups))
-    probe = Pipeline(venue, "/nonexistent-never-written")
-    for rec in islice(merge_captures(captures), 20_000):
-        probe.venue.on_record(rec)  # books only: nothing is sampled or written
-    symbols = sorted(s.symbol for s in probe.states())
+    symbols = book_symbols(captures, venue)
     if not symbols:
         raise UserError(f"The captures {', '.join(map(str, captures))} hold no depth updates.")
     return venue, symbols

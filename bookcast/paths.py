@@ -39,3 +39,12 @@ def backtests_dir(root: Path) -> Path:
 
 def features_dir(root: Path, feature_set: str) -> Path:
     return root / "features" / feature_set
+
+
+def finished_ids(folder: Path, marker: str) -> list[str]:
+    """Folders holding `marker` (written last), newest first; hidden temporary ones skipped."""
+    if not folder.is_dir():
+        return []
+    found = [p.parent.name for p in folder.glob(f"*/{marker}")
+             if not p.parent.name.startswith(".")]
+    return sorted(found, reverse=True)

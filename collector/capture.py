@@ -8,6 +8,7 @@ bytes, so a misnamed file still reads.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import heapq
 import io
@@ -228,8 +229,23 @@ class CaptureWriter:
         self.closed = True
         return self.path
 
+    def abort(self) -> None:
+        """Give up the capture: the temporary file goes, nothing takes the final name."""
+        if self.closed:
+            return
+        with contextlib.suppress(Exception):
+            if self._stream is not self._raw:
+                self._stream.close()
+        self._raw.close()
+        self.tmp_path.unlink(missing_ok=True)
+        self.closed = True
+
     def __enter__(self) -> CaptureWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # an exception or an interrupt leaves a partial capture: it must not look finished
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bookcast import terminal
+from bookcast import interrupts, terminal
 from bookcast.errors import UserError
-from bookcast.timeutil import parse_duration_ns
+from bookcast.terminal import Column
+from bookcast.timeutil import format_duration_ns, parse_duration_ns
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default "
                                                "$BOOKCAST_DATA_DIR or ./data).")]
@@ -23,11 +23,6 @@ def parse_depth(text: str) -> int | None:
     if not text.isdigit() or int(text) < 1:
         raise UserError(f"The depth '{text}' is neither a positive number of levels nor 'full'.")
     return int(text)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def replay(
@@ -45,44 +40,55 @@ def replay(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Replay captures into the snapshots and trades Parquet datasets."""
-    from rich.table import Table
-
     from bookcast.paths import data_root
     from collector.replay import replay_captures
 
-    setup_logging()
+    terminal.setup_logging()
     if rotate_rows < 1:
         raise UserError(f"--rotate-rows {rotate_rows} must be at least 1.")
     rotate_ns = parse_duration_ns(rotate, what="rotation") if rotate else None
-    summary = replay_captures(captures, data_root(data_dir), parse_duration_ns(interval,
-                              what="interval"), parse_depth(depth), venue, symbol,
-                              rotate_rows=rotate_rows, rotate_ns=rotate_ns,
-                              progress=not quiet)
+    root = data_root(data_dir)
+    interval_ns = parse_duration_ns(interval, what="interval")
+    with interrupts.activity(f"replaying {len(captures)} capture file(s) into {root}"):
+        summary = replay_captures(captures, root, interval_ns, parse_depth(depth), venue,
+                                  symbol, rotate_rows=rotate_rows, rotate_ns=rotate_ns,
+                                  progress=not quiet and terminal.interactive())
+    terminal.print_table(
+        [Column("venue", align="left"), Column("symbol", align="left"), Column("messages"),
+         Column("level updates"), Column("snapshot rows"), Column("trades"), Column("gaps"),
+         Column("checksum fails")],
+        [(s.venue, s.symbol, f"{s.messages:,}", f"{s.updates:,}", f"{s.snapshots:,}",
+          f"{s.trades:,}", f"{max(s.gaps, 0):,}", f"{s.checksum_failures:,}")
+         for s in summary.streams],
+        title=f"replayed {summary.records:,} records in {summary.seconds:.1f} s into "
+              f"{root} ({format_duration_ns(interval_ns)} grid)", keys=2)
     console = terminal.console()
-    table = Table(title=f"replayed {summary.records:,} records in {summary.seconds:.1f} s")
-    for col in ("venue", "symbol", "messages", "updates", "snapshots", "trades", "gaps",
-                "checksum fails"):
-        table.add_column(col, justify="left" if col in ("venue", "symbol") else "right")
-    for s in summary.streams:
-        table.add_row(s.venue, s.symbol, f"{s.messages:,}", f"{s.updates:,}",
-                      f"{s.snapshots:,}", f"{s.trades:,}", str(max(s.gaps, 0)),
-                      str(s.checksum_failures))
-    console.print(table)
-    for s in summary.streams:
-        console.print(f"{s.venue} {s.symbol}: {s.messages:,} messages, {s.updates:,} updates, "
-                      f"{s.snapshots:,} snapshots, {s.trades:,} trades, {s.gaps} gaps",
-                      highlight=False)
     if summary.malformed or summary.parse_errors:
         console.print(f"[yellow]skipped {summary.malformed} malformed lines and "
                       f"{summary.parse_errors} unparseable messages[/yellow]")
 
 
-def inspect(data_dir: Annotated[Path | None, typer.Argument(help="Data root.")] = None) -> None:
-    """Show what a data directory holds: venues, symbols, dates, rows, gaps, time range."""
+def inspect(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (keys in "
+                                                         "docs/architecture.md).")] = False,
+    positional: Annotated[Path | None, typer.Argument(hidden=True, show_default=False,
+                                                      help="Data root (old spelling of "
+                                                           "--data-dir).")] = None,
+) -> None:
+    """Show what a data directory holds: snapshots and trades per venue, symbol and date
+    (rows, gaps, time range), feature sets, runs and backtests."""
     from bookcast.paths import data_root
-    from collector.inspect import inspect_data_dir, print_inventory
+    from collector.inspect import inventory, inventory_json, print_inventory
 
-    print_inventory(inspect_data_dir(data_root(data_dir)))
+    if data_dir is not None and positional is not None and data_dir != positional:
+        raise UserError(f"Give the data directory once: --data-dir {data_dir} or "
+                        f"{positional}, not both.")
+    found = inventory(data_root(data_dir if data_dir is not None else positional))
+    if as_json:
+        terminal.print_json(inventory_json(found))
+    else:
+        print_inventory(found)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,13 @@ class EmulatorProcess:
         self.proc = subprocess.Popen([BOOKCAST, "serve", *map(str, captures), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addresses: dict[str, str] = {}
+        try:
+            self._wait_until_ready()
+        except BaseException:  # an interrupt during start-up must not orphan the child
+            self.close()
+            raise
+
+    def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_S
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
@@ -74,7 +81,11 @@ class DaemonProcess:
         self.proc = subprocess.Popen([BOOKCAST, "collect", "--data-dir", str(data_dir),
                                       "--metrics-port", "0", *args],
                                      stdout=subprocess.DEVNULL, stderr=self.log_file)
-        self.metrics_port = self._wait_for_port()
+        try:
+            self.metrics_port = self._wait_for_port()
+        except BaseException:  # an interrupt during start-up must not orphan the child
+            self.close()
+            raise
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + STARTUP_S
@@ -125,8 +136,14 @@ class DaemonProcess:
         self.log_file.close()
         return rc, time.monotonic() - started
 
-    def close(self) -> None:
+    def close(self, timeout: float = 15.0) -> None:
+        """Stop the daemon the way systemd does: SIGTERM, so it flushes and logs "stopped";
+        SIGKILL only if it has not exited within `timeout`."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.log_file.close()

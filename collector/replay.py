@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bookcast.errors import UserError
+from bookcast.timeutil import format_duration_ns
 from collector.capture import ReadStats, iter_capture, merge_captures
 from collector.pipeline import DEFAULT_ROTATE_ROWS, Pipeline, TopCheck
 from collector.venues import VENUES, detect_venue, venue_class
@@ -80,7 +81,8 @@ def replay_captures(paths: list[Path | str], data_dir: Path | str,
     if not paths:
         raise UserError("No capture files were given to replay.")
     if interval_ns < 10_000_000:
-        raise UserError(f"The interval {interval_ns} ns is below the 10ms minimum.")
+        raise UserError(f"The interval {format_duration_ns(interval_ns)} is below the 10ms "
+                        f"minimum of the snapshot grid.")
     if depth is not None and depth < 1:
         raise UserError(f"The depth {depth} must be at least 1 (or 'full').")
     files = [Path(p) for p in paths]
@@ -135,12 +137,28 @@ def _require_a_book(pipeline: Pipeline, files: list[Path]) -> None:
     if any(s.resyncs for s in states):
         return
     names = ", ".join(f"'{p}'" for p in files)
+    if not states and pipeline.symbols:
+        asked = ", ".join(sorted(pipeline.symbols))
+        held = book_symbols(files, pipeline.venue_name)
+        holds = (f"its symbols are {', '.join(held)}" if held
+                 else "it holds no order-book messages at all")
+        raise UserError(f"The capture {names} holds no {pipeline.venue_name} book for "
+                        f"--symbol {asked}; {holds}.")
     if not states:
         raise UserError(f"The capture {names} holds no order-book messages for "
                         f"{pipeline.venue_name}.")
     raise UserError(f"The capture {names} holds no depth snapshot, so no "
                     f"{pipeline.venue_name} book could be built; record the REST or "
                     f"websocket snapshot together with the updates.")
+
+
+def book_symbols(paths: list[Path], venue: str, records: int = 20_000) -> list[str]:
+    """The symbols whose order-book messages appear in the first records of the captures
+    (the books are kept, nothing is sampled or written)."""
+    probe = Pipeline(venue, "/nonexistent-never-written")
+    for rec in islice(merge_captures(paths), records):
+        probe.venue.on_record(rec)
+    return sorted(s.symbol for s in probe.states())
 
 
 @contextmanager

@@ -60,7 +60,7 @@ def write_table_atomic(table: pa.Table, path: Path, row_group_rows: int | None =
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # a failed or interrupted write leaves no debris
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)

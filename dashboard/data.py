@@ -20,7 +20,14 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from bookcast.paths import backtests_dir, data_root, features_dir, path_safe, runs_dir
+from bookcast.paths import (
+    backtests_dir,
+    data_root,
+    features_dir,
+    finished_ids,
+    path_safe,
+    runs_dir,
+)
 from bookcast.timeutil import NS_PER_UNIT, utc_date
 
 CACHE_TTL_S = 600
@@ -339,15 +346,6 @@ def get(mapping: Any, *keys: str) -> Any:
             return None
         mapping = mapping[key]
     return mapping
-
-
-def finished_ids(folder: Path, marker: str) -> list[str]:
-    """Folders holding `marker` (written last), newest first; hidden temporary ones skipped."""
-    if not folder.is_dir():
-        return []
-    found = [p.parent.name for p in folder.glob(f"*/{marker}")
-             if not p.parent.name.startswith(".")]
-    return sorted(found, reverse=True)
 
 
 def run_ids(root: str) -> list[str]:

@@ -9,6 +9,7 @@ import typer
 
 from bookcast import terminal
 from bookcast.errors import UserError
+from bookcast.terminal import Column
 from bookcast.timeutil import parse_duration_ns
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default "
@@ -61,35 +62,38 @@ def opportunities(
     horizons: Annotated[str, typer.Option(help="Horizons, comma-separated.")] = DEFAULT_HORIZONS,
     fee_bps: Annotated[str, typer.Option(help="Fee levels per side in bps, comma-separated.")]
     = "0,1,2,5,10,20",
+    as_json: Annotated[bool, typer.Option("--json", help="Print {\"rows\": [...], \"report\": "
+                                                         "PATH} instead of the table.")] = False,
 ) -> None:
     """Share of rows where a long or short would have paid spread and fees, per horizon and fee."""
-    from rich.table import Table
-
     from bookcast.paths import data_root
     from features.opportunities import opportunity_table, write_report
 
     root = data_root(data_dir)
     report = opportunity_table(root, parse_horizons(horizons), parse_fee_levels(fee_bps))
-    table = Table(title="opportunities after spread and fees")
-    headers = ("venue", "symbol", "horizon", "fee bps", "rows", "long %", "short %",
-               "|move| bps", "cost bps", "move/cost")
-    for h in headers:
-        table.add_column(h, justify="left" if h in ("venue", "symbol") else "right")
+    saved = write_report(report, root)
+    if as_json:
+        terminal.print_json({"rows": report.to_dicts(), "report": saved})
+        return
 
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
+    def pct(x: float | None) -> str | None:
+        return None if x is None else f"{100 * x:.2f}"
 
-    def num(x: float | None) -> str:
-        return "-" if x is None else f"{x:.2f}"
+    def num(x: float | None) -> str | None:
+        return None if x is None else f"{x:.2f}"
 
-    for r in report.iter_rows(named=True):
-        table.add_row(r["venue"], r["symbol"], r["horizon"], f"{r['fee_bps']:g}",
-                      f"{r['rows']:,}", pct(r["share_long"]), pct(r["share_short"]),
-                      num(r["mean_abs_move_bps"]), num(r["round_trip_cost_bps"]),
-                      num(r["move_over_cost"]))
-    console = terminal.console()
-    console.print(table)
-    console.print(f"saved {write_report(report, root)}")
+    terminal.print_table(
+        [Column("venue", align="left"), Column("symbol", align="left"), Column("horizon"),
+         Column("fee per side", "bps"), Column("rows"), Column("long pays", "%"),
+         Column("short pays", "%"), Column("mean |move|", "bps"),
+         Column("round-trip cost", "bps"), Column("move / cost")],
+        [(r["venue"], r["symbol"], r["horizon"], f"{r['fee_bps']:g}", f"{r['rows']:,}",
+          pct(r["share_long"]), pct(r["share_short"]), num(r["mean_abs_move_bps"]),
+          num(r["round_trip_cost_bps"]), num(r["move_over_cost"]))
+         for r in report.iter_rows(named=True)],
+        title="opportunities after spread and fees: the share of rows where a round trip "
+              "over the horizon would have paid", keys=3)
+    terminal.console().print(f"saved {saved}", highlight=False)
 
 
 def sql(
@@ -99,18 +103,12 @@ def sql(
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
 ) -> None:
     """Query the Parquet datasets with duckdb."""
-    from rich.table import Table
-
     from features.sql import run_sql
 
     columns, rows = run_sql(query, data_dir, feature_set)
-    table = Table(caption=f"{len(rows):,} row(s)" + (f", first {limit} shown"
-                                                     if len(rows) > limit else ""))
-    for c in columns:
-        table.add_column(c)
-    for row in rows[:limit]:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    terminal.console().print(table)
+    shown = f"first {limit} shown (--limit)" if len(rows) > limit else "all shown"
+    terminal.print_table([Column(c, align="left") for c in columns], rows[:limit],
+                         caption=f"{len(rows):,} row(s), {shown}", keys=0)
 
 
 def register(app: typer.Typer) -> None:

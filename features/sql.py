@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bookcast.errors import UserError
+from bookcast.errors import UserError, parquet_error
 from bookcast.paths import data_root, features_dir
 
+READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 HOW_TO_MAKE = {
     "snapshots": "bookcast replay CAPTURE --data-dir {root}",
     "trades": "bookcast replay CAPTURE --data-dir {root}",
@@ -36,16 +37,42 @@ def connect(data_dir: str | os.PathLike[str] | None, feature_set: str = "default
     import duckdb
 
     root = data_root(data_dir)
+    if not root.is_dir():
+        raise UserError(f"The data directory '{root}' does not exist or is not a directory.")
     con = duckdb.connect()
     for view, folder in dataset_globs(root, feature_set).items():
-        if not any(folder.glob("venue=*/symbol=*/date=*/*.parquet")):
+        files = sorted(folder.glob("venue=*/symbol=*/date=*/*.parquet"))
+        if not files:
             continue
         pattern = str(folder / "venue=*" / "symbol=*" / "date=*" / "*.parquet").replace("'", "''")
-        con.execute(
-            f"CREATE VIEW {view} AS SELECT * FROM "
-            f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-        )
+        try:
+            con.execute(
+                f"CREATE VIEW {view} AS SELECT * FROM "
+                f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+            )
+        except duckdb.Error as exc:
+            con.close()
+            raise parquet_error(files, exc, f"The {view} under '{root}' cannot be read") from None
+    # Nothing outside the data root is read or written, whatever the query says.
+    con.execute("SET allowed_directories = ?", [[str(root.resolve()) + os.sep]])
+    con.execute("SET enable_external_access = false")
     return con
+
+
+def require_read_only(query: str) -> None:
+    """Only queries: `bookcast sql` reads the datasets and never writes (no COPY, CREATE,
+    ATTACH, INSERT or SET)."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise UserError(f"The query cannot be parsed: {str(exc).splitlines()[0]}") from None
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise UserError(f"`bookcast sql` only reads: a {kind} statement is refused; "
+                            f"write SELECT (or EXPLAIN) queries.")
 
 
 def run_sql(query: str, data_dir: str | os.PathLike[str] | None,
@@ -56,6 +83,7 @@ def run_sql(query: str, data_dir: str | os.PathLike[str] | None,
     root = data_root(data_dir)
     if not query.strip():
         raise UserError("The SQL query is empty; pass one like \"SELECT count(*) FROM snapshots\".")
+    require_read_only(query)
     con = connect(root, feature_set)
     try:
         result = con.execute(query)
@@ -72,6 +100,8 @@ def run_sql(query: str, data_dir: str | os.PathLike[str] | None,
             ) from None
         raise UserError(f"The query failed: {str(exc).splitlines()[0]}") from None
     except duckdb.Error as exc:
-        raise UserError(f"The query failed: {str(exc).splitlines()[0]}") from None
+        files = [f for folder in dataset_globs(root, feature_set).values()
+                 for f in folder.glob("venue=*/symbol=*/date=*/*.parquet")]
+        raise parquet_error(files, exc, "The query failed") from None
     finally:
         con.close()

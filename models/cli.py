@@ -92,25 +92,32 @@ def train(
     typer.echo(f"run written to {run_dir}")
 
 
-def runs(data_dir: DataDir = None) -> None:
-    """List runs with their key metrics side by side."""
-    from rich.table import Table
-
+def runs(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {\"runs\": [...]} instead of "
+                                                         "the table.")] = False,
+) -> None:
+    """List runs with their key metrics side by side (whole run ids, as --run takes them)."""
+    from bookcast.terminal import Column
     from models.runs import list_runs
 
     rows = list_runs(data_dir)
+    if as_json:
+        terminal.print_json({"runs": rows})
+        return
     if not rows:
         typer.echo("no runs yet; train one with `bookcast train`")
         return
-    table = Table(title="runs")
-    cols = ("run_id", "kind", "model", "horizon", "venue", "symbol", "fee_bps", "macro_f1",
-            "val_macro_f1", "best_baseline", "best_baseline_macro_f1", "n_trades",
-            "net_pnl_bps", "beats_baselines")
-    for c in cols:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*(_fmt(r[c]) for c in cols))
-    terminal.console().print(table)
+    columns = (("run_id", Column("run id", align="left")),
+               ("model", Column("model", align="left")), ("horizon", Column("horizon")),
+               ("symbol", Column("symbol", align="left")), ("fee_bps", Column("fee", "bps")),
+               ("macro_f1", Column("macro-F1")), ("val_macro_f1", Column("val macro-F1")),
+               ("best_baseline", Column("best baseline", align="left")),
+               ("best_baseline_macro_f1", Column("its macro-F1")),
+               ("n_trades", Column("trades")), ("net_pnl_bps", Column("net", "bps")),
+               ("beats_baselines", Column("beats baselines", align="left")))
+    terminal.print_table([c for _, c in columns],
+                         [[_fmt(r[k]) for k, _ in columns] for r in rows], title="runs")
 
 
 def predict(

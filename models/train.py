@@ -133,9 +133,9 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
     seen, busy = 0, 0.0
     epochs = range(start_epoch, config.epochs)
     if progress:
-        from tqdm import tqdm
+        from bookcast.terminal import progress as progress_bar
 
-        epochs = tqdm(epochs, desc=f"training {type(net).__name__}", unit="epoch")
+        epochs = progress_bar(epochs, f"training {type(net).__name__}", unit="epochs")
     for epoch in epochs:
         net.train()
         started, total_loss, batches = time.perf_counter(), 0.0, 0

@@ -45,9 +45,9 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
     pooled_rows: list[np.ndarray] = []
     iterator: Any = starts
     if progress:
-        from tqdm import tqdm
+        from bookcast.terminal import progress as progress_bar
 
-        iterator = tqdm(starts, desc="walk-forward", unit="block")
+        iterator = progress_bar(starts, "walk-forward", unit="blocks")
     for start in iterator:
         splits = window_splits(data.ts, usable, start, train_ns, step_ns, data.horizon_ns,
                                window_ns)

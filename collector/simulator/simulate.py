@@ -1,10 +1,12 @@
-"""Run the queue model for one symbol and write its Binance spot capture.
+"""Run the queue model for a venue's symbols and write their capture.
 
-The model (model.py) advances in chunks of simulated time and fills integer buffers;
-this module turns them into the capture records a real collector would have written:
-depth diffs every 100 ms and trades on one websocket connection, one REST depth reply
-that arrives after the first diffs (so the replay must buffer them, as live), and
-receive times = send time + a lognormal network latency, kept in send order as TCP does.
+The model (model.py) advances in chunks of simulated time and fills integer buffers; a
+protocol (protocols/) spells them as the venue's messages; this module adds what the
+network adds and writes the records a real collector would have written: receive time =
+send time + a lognormal latency, kept in send order per connection as TCP does, and REST
+replies that arrive after the websocket messages sent meanwhile (so a replay must buffer
+diffs, as live). A regime schedule (presets.regime_schedule) changes the model's
+parameters at set times; the book itself carries over.
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bookcast.errors import UserError
 from collector.capture import CaptureWriter
 from collector.simulator import model
-from collector.simulator.presets import SymbolPreset, model_arrays
-from collector.simulator.protocol import (
-    REST_CONN,
-    REST_DEPTH_LIMIT,
-    WS_CONN,
-    BinanceSpotEncoder,
-    rest_depth_url,
+from collector.simulator.presets import (
+    DEFAULT_SWITCH_EVERY_S,
+    Regime,
+    SymbolPreset,
+    model_arrays,
+    regime_schedule,
 )
+from collector.simulator.protocols import PROTOCOLS, ChunkOutput, Record
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -37,7 +43,6 @@ MS = 1_000_000
 SIM_START_NS = int(dt.datetime(2024, 8, 9, tzinfo=dt.UTC).timestamp()) * NS
 WARMUP_NS = 120 * NS        # lets the book forget its initial draw
 CHUNK_NS = 10 * NS          # simulated time per call into the model
-SNAPSHOT_AFTER_NS = 250 * MS  # the REST request goes out while the first diffs arrive
 WS_LATENCY_MEDIAN_MS = 3.0
 WS_LATENCY_SIGMA = 0.5
 REST_LATENCY_MEDIAN_MS = 120.0
@@ -48,7 +53,8 @@ FIRST_TRADE_ID = 3_700_000_000
 
 @dataclass
 class SimulationSummary:
-    symbol: str
+    venue: str
+    symbols: list[str]
     path: Path
     simulated_s: float
     wall_s: float
@@ -62,9 +68,18 @@ class SimulationSummary:
         return self.simulated_s / self.wall_s if self.wall_s > 0 else math.inf
 
 
-def capture_path(out_dir: Path, venue: str, symbol: str, seed: int,
+def capture_path(out_dir: Path, venue: str, symbols: list[str], seed: int,
                  compression: str = "gz") -> Path:
-    return out_dir / venue / f"{symbol.lower()}_sim_seed{seed}.jsonl.{compression}"
+    """<out>/<venue>/<symbol>[+<symbol>...]_sim_seed<S>.jsonl.<gz|zst>"""
+    name = "+".join(s.lower() for s in symbols)
+    return out_dir / venue / f"{name}_sim_seed{seed}.jsonl.{compression}"
+
+
+def session_groups(venue: str, symbols: list[str]) -> list[list[str]]:
+    """The sessions (connections, so capture files) a venue's symbols are written in."""
+    if PROTOCOLS[venue].one_symbol_per_session:
+        return [[s] for s in symbols]
+    return [list(symbols)]
 
 
 def symbol_rngs(seed: int, symbol: str) -> tuple[np.random.Generator, np.random.Generator]:
@@ -80,19 +95,16 @@ class SimulatedBook:
     def __init__(self, preset: SymbolPreset, rng: np.random.Generator, start_ns: int,
                  grid_ticks: int = model.GRID_TICKS) -> None:
         n = grid_ticks
-        self.preset = preset
         self.rng = rng
-        self.arrival_cdf, self.par = model_arrays(preset)
-        if preset.depth_ticks >= n // 4:
-            raise UserError(f"The preset of {preset.symbol} places orders {preset.depth_ticks} "
-                            f"ticks deep; the grid allows at most {n // 4 - 1}.")
+        self.grid_ticks = n
+        self.use_preset(preset)
         self.ist = np.zeros(model.IST_LEN, dtype=np.int64)
         self.size = np.zeros((2, n), dtype=np.int64)
         self.orders = np.zeros((2, n), dtype=np.int64)
         self.fw = np.zeros((2, n + 1), dtype=np.int64)
         self.dirty = np.zeros((2, n), dtype=np.uint8)
         self.dirty_list = np.zeros(2 * n, dtype=np.int64)
-        self.diff_hdr = np.zeros((4096, 4), dtype=np.int64)
+        self.diff_hdr = np.zeros((4096, 8), dtype=np.int64)
         self.diff_lvl = np.zeros((4 * n, 3), dtype=np.int64)
         self.trades = np.zeros((1 << 16, 5), dtype=np.int64)
         centre = n // 2
@@ -105,6 +117,15 @@ class SimulatedBook:
         self.ist[model.NEXT_DIFF_NS] = start_ns + model.DIFF_INTERVAL_NS
         model.init_book(rng, self.arrival_cdf, self.par, self.ist, self.size, self.orders,
                         self.fw)
+
+    def use_preset(self, preset: SymbolPreset) -> None:
+        """Drive the book with these parameters from now on (a regime change keeps the book)."""
+        limit = self.grid_ticks // 4 - 1
+        if preset.deep_ticks > limit:
+            raise UserError(f"The preset of {preset.symbol} places orders {preset.deep_ticks} "
+                            f"ticks deep; the grid allows at most {limit}.")
+        self.preset = preset
+        self.arrival_cdf, self.par = model_arrays(preset)
 
     @property
     def now_ns(self) -> int:
@@ -144,103 +165,141 @@ class SimulatedBook:
         return int(self.ist[model.NEXT_UPDATE]) - 1
 
 
+def simulate_captures(venue: str, presets: list[SymbolPreset], scenario: str, hours: float,
+                      seed: int, out: Path, compression: str = "gz",
+                      switch_every_s: float = DEFAULT_SWITCH_EVERY_S,
+                      progress: bool = False) -> list[SimulationSummary]:
+    """`bookcast simulate`: every session of `presets` under one scenario, as captures in
+    out/<venue>/ (one file per symbol, or one per venue that multiplexes symbols)."""
+    from contextlib import nullcontext
+
+    by_symbol = {p.symbol: regime_schedule(p, scenario, hours, switch_every_s) for p in presets}
+    summaries = []
+    bar = _progress_bar() if progress else nullcontext()
+    with bar as shown:
+        for group in session_groups(venue, list(by_symbol)):
+            path = capture_path(out, venue, group, seed, compression)
+            advance = None
+            if shown is not None:
+                task = shown.add_task(f"{venue} {', '.join(group)} ({scenario})",
+                                      total=hours * 3600)
+                advance = lambda s, task=task: shown.update(task, completed=s)  # noqa: E731
+            summaries.append(simulate_session(venue, [by_symbol[s] for s in group], hours,
+                                              seed, path, progress=advance))
+    return summaries
+
+
+def _progress_bar() -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s"),
+                    TimeRemainingColumn())
+
+
 def model_price_scale(preset: SymbolPreset) -> float:
     """Ticks per unit of price."""
     return 10**8 / preset.tick_e8
 
 
-def simulate_symbol(preset: SymbolPreset, hours: float, seed: int, path: Path,
-                    start_ns: int = SIM_START_NS,
-                    progress: Callable[[float], None] | None = None) -> SimulationSummary:
-    """Simulate `hours` of one symbol and write its capture to `path`."""
+def simulate_session(venue: str, schedules: list[list[Regime]], hours: float, seed: int,
+                     path: Path, start_ns: int = SIM_START_NS,
+                     progress: Callable[[float], None] | None = None) -> SimulationSummary:
+    """Simulate `hours` of one session (one symbol, or every symbol of a venue that
+    multiplexes them on one connection) and write its capture to `path`.
+
+    Each symbol follows its own regime schedule (all switch at the same times). An
+    interrupt or an error leaves no file behind.
+    """
     if not hours > 0:
         raise UserError(f"The duration {hours} hours must be positive.")
     started = time.perf_counter()
-    model_rng, wire_rng = symbol_rngs(seed, preset.symbol)
-    book = SimulatedBook(preset, model_rng, start_ns - WARMUP_NS)
-    book.advance(start_ns)  # warm-up: nothing is written
     end_ns = start_ns + round(hours * 3600 * NS)
-    encoder = BinanceSpotEncoder(preset.symbol, preset.tick_e8, preset.lot_e8)
-    wire = _Wire(wire_rng)
+    symbols = [schedule[0].preset.symbol for schedule in schedules]
+    books = []
+    for schedule in schedules:
+        model_rng, _ = symbol_rngs(seed, schedule[0].preset.symbol)
+        book = SimulatedBook(schedule[0].preset, model_rng, start_ns - WARMUP_NS)
+        book.advance(start_ns)  # warm-up: nothing is written
+        books.append(book)
+    _, wire_rng = symbol_rngs(seed, "+".join(symbols))
+    protocol = PROTOCOLS[venue]([b.preset for b in books], start_ns, wire_rng)
+    wire = Network(wire_rng)
+    switches = sorted({start_ns + round(r.start_s * NS) for s in schedules for r in s[1:]
+                       if start_ns + round(r.start_s * NS) < end_ns})
+    snap_ns = (min(start_ns + protocol.snapshot_after_ns, end_ns)
+               if protocol.snapshot_after_ns is not None else None)
     n_diffs = n_trades = 0
-    with CaptureWriter(path) as writer:
-        snap_ns = min(start_ns + SNAPSHOT_AFTER_NS, end_ns)
+    writer = CaptureWriter(path)
+    try:
+        wire.send(writer, protocol.opening(books), start_ns)
         t = start_ns
-        rest_pending = True
         while t < end_ns:
-            t_next = snap_ns if rest_pending else min(t + CHUNK_NS, end_ns)
-            hdr, lvl, trd = book.advance(t_next)
-            records = wire.records(encoder, hdr, lvl, trd)
-            n_diffs += len(hdr)
-            n_trades += len(trd)
-            if rest_pending:
-                rest_pending = False
-                bids, asks = book.depth(REST_DEPTH_LIMIT)
-                wire.rest_reply(snap_ns, encoder.depth_snapshot(book.last_update_id, bids, asks),
-                                rest_depth_url(preset.symbol))
-            wire.write(writer, records)
+            stops = [t + CHUNK_NS, end_ns, *[x for x in (snap_ns, *switches)
+                                             if x is not None and x > t]]
+            t_next = min(stops)
+            outputs = [ChunkOutput(book.preset, *book.advance(t_next)) for book in books]
+            n_diffs += sum(len(o.diff_headers) for o in outputs)
+            n_trades += sum(len(o.trades) for o in outputs)
+            records = protocol.chunk(outputs, t, t_next)
+            if t_next == snap_ns:
+                records += protocol.rest_snapshots(books, t_next)
+            wire.send(writer, records, t_next)
+            for schedule, book in zip(schedules, books, strict=True):
+                due = [r for r in schedule if start_ns + round(r.start_s * NS) == t_next]
+                if due:
+                    book.use_preset(due[-1].preset)
             t = t_next
             if progress is not None:
                 progress((t - start_ns) / NS)
-        wire.write(writer, [], final=True)
-        records_written = writer.records
-    return SimulationSummary(preset.symbol, path, (end_ns - start_ns) / NS,
-                             time.perf_counter() - started, n_diffs, n_trades,
-                             records_written)
+        wire.send(writer, [], None)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return SimulationSummary(venue, symbols, path, (end_ns - start_ns) / NS,
+                             time.perf_counter() - started, n_diffs, n_trades, writer.records)
 
 
-class _Wire:
-    """Receive times and file order: what a collector on the other end of the socket sees."""
+class Network:
+    """Receive times and file order: what a collector on the other end of the socket sees.
+
+    Websocket messages arrive after a lognormal latency, never before an earlier message
+    of their connection (TCP); REST replies after their own, longer latency. Records are
+    written in receive order.
+    """
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.last_ws_ns = 0
-        self.rest: tuple[int, str, str] | None = None  # (ts_ns, url, text) not yet written
+        self.last_ws_ns: dict[str, int] = {}
+        self.held: list[tuple[int, int, Record]] = []  # (arrival, order, record) not yet due
+        self.order = 0
 
-    def records(self, encoder: BinanceSpotEncoder, hdr: np.ndarray, lvl: np.ndarray,
-                trd: np.ndarray) -> list[tuple[int, str]]:
-        """(receive ns, text) of the websocket messages, in the order they were sent."""
-        n_d, n_t = len(hdr), len(trd)
-        send = np.concatenate([hdr[:, 0] * MS, trd[:, 0]])
-        order = np.argsort(send, kind="stable")  # a diff sent at t precedes trades at t
+    def send(self, writer: CaptureWriter, records: list[Record], until_ns: int | None) -> None:
+        """Deliver `records` (in send order); write everything that arrived by until_ns
+        (None: everything), since later records are sent after it."""
+        recv = [r for r in records if r.kind == "recv"]
+        other = [r for r in records if r.kind != "recv"]
         latency = self.rng.lognormal(math.log(WS_LATENCY_MEDIAN_MS * MS), WS_LATENCY_SIGMA,
-                                     n_d + n_t).astype(np.int64)
-        engine_ms = (self.rng.random(n_t) < 0.5).astype(np.int64)  # trade E is T or T + 1
-        arrive = send[order] + latency
-        arrive = np.maximum.accumulate(np.maximum(arrive, self.last_ws_ns))
-        if len(arrive):
-            self.last_ws_ns = int(arrive[-1])
-        out: list[tuple[int, str]] = []
-        starts = np.concatenate([[0], hdr[:, 3]])
-        for k, idx in enumerate(order.tolist()):
-            if idx < n_d:
-                e_ms, first, last, end = hdr[idx].tolist()
-                text = encoder.depth_update(e_ms, first, last, lvl[starts[idx]:end])
-            else:
-                r = idx - n_d
-                t_ns, trade_id, px, qty, maker = trd[r].tolist()
-                t_ms = t_ns // MS
-                text = encoder.trade(t_ms + int(engine_ms[r]), trade_id, t_ms, px, qty,
-                                     bool(maker))
-            out.append((int(arrive[k]), text))
-        return out
+                                     len(recv)).astype(np.int64)
+        for conn in {r.conn for r in recv}:
+            idx = [k for k, r in enumerate(recv) if r.conn == conn]
+            arrive = np.array([recv[k].send_ns for k in idx], dtype=np.int64) + latency[idx]
+            arrive = np.maximum.accumulate(np.maximum(arrive, self.last_ws_ns.get(conn, 0)))
+            self.last_ws_ns[conn] = int(arrive[-1])
+            for k, ts in zip(idx, arrive.tolist(), strict=True):
+                self._hold(ts, recv[k])
+        for r in other:
+            lag = (int(self.rng.lognormal(math.log(REST_LATENCY_MEDIAN_MS * MS),
+                                          REST_LATENCY_SIGMA)) if r.kind == "http" else 0)
+            self._hold(r.send_ns + lag, r)
+        self.held.sort(key=lambda x: (x[0], x[1]))
+        cut = len(self.held) if until_ns is None else next(
+            (k for k, x in enumerate(self.held) if x[0] > until_ns), len(self.held))
+        for ts, _, r in self.held[:cut]:
+            writer.write(max(ts, 0), r.kind, r.conn, r.text, url=r.url)
+        del self.held[:cut]
 
-    def rest_reply(self, sent_ns: int, text: str, url: str) -> None:
-        latency = int(self.rng.lognormal(math.log(REST_LATENCY_MEDIAN_MS * MS),
-                                         REST_LATENCY_SIGMA))
-        self.rest = (sent_ns + latency, url, text)
-
-    def write(self, writer: CaptureWriter, records: list[tuple[int, str]],
-              final: bool = False) -> None:
-        for ts, text in records:
-            if self.rest is not None and self.rest[0] <= ts:
-                self._write_rest(writer)
-            writer.write(ts, "recv", WS_CONN, text)
-        if final and self.rest is not None:
-            self._write_rest(writer)
-
-    def _write_rest(self, writer: CaptureWriter) -> None:
-        assert self.rest is not None
-        ts, url, text = self.rest
-        writer.write(max(ts, 0), "http", REST_CONN, text, url=url)
-        self.rest = None
+    def _hold(self, ts: int, record: Record) -> None:
+        self.held.append((ts, self.order, record))
+        self.order += 1

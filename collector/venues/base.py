@@ -23,6 +23,8 @@ class Venue:
     conn_prefixes: ClassVar[tuple[str, ...]] = ()
     # tick sizes known without a REST call; others come from REST replies or inference
     tick_sizes: ClassVar[dict[str, float]] = {}
+    # size steps (lot sizes) of the symbols above, as the venue's exchange info lists them
+    lot_sizes: ClassVar[dict[str, float]] = {}
 
     # most diffs a book buffers while it waits for a snapshot; older ones are dropped
     max_buffered: ClassVar[int] = 50_000

@@ -40,6 +40,9 @@ class BinanceSpot(Venue):
                                         "data-stream.binance.vision")
     conn_prefixes: ClassVar[tuple[str, ...]] = ("binance-spot",)
     tick_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.01, "ETHUSDT": 0.01}
+    lot_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.00001, "ETHUSDT": 0.0001}
+    # decimals the venue writes prices and quantities with ("61837.63000000")
+    wire_decimals: ClassVar[tuple[int, int]] = (8, 8)
     ws_base: ClassVar[str] = "wss://stream.binance.com:9443"
     rest_base: ClassVar[str] = "https://api.binance.com"
     depth_path: ClassVar[str] = "/api/v3/depth"

@@ -17,6 +17,8 @@ class BinanceUsdm(BinanceSpot):
     hosts: ClassVar[tuple[str, ...]] = ("fstream.binance.com", "fapi.binance.com")
     conn_prefixes: ClassVar[tuple[str, ...]] = ("binance-usdm",)
     tick_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.1, "ETHUSDT": 0.01}
+    lot_sizes: ClassVar[dict[str, float]] = {"BTCUSDT": 0.001, "ETHUSDT": 0.001}
+    wire_decimals: ClassVar[tuple[int, int]] = (2, 3)  # "61800.20", "2.909"
     ws_base: ClassVar[str] = "wss://fstream.binance.com"
     rest_base: ClassVar[str] = "https://fapi.binance.com"
     depth_path: ClassVar[str] = "/fapi/v1/depth"

@@ -33,6 +33,10 @@ class CoinbaseAdvanced(Venue):
     conn_prefixes: ClassVar[tuple[str, ...]] = ("coinbase-advanced", "COINBASE")
     ws_endpoint: ClassVar[str] = "wss://advanced-trade-ws.coinbase.com"
     channels: ClassVar[tuple[str, ...]] = ("level2", "market_trades", "ticker", "heartbeats")
+    # quote_increment and base_increment of the products REST reply
+    tick_sizes: ClassVar[dict[str, float]] = {"BTC-USD": 0.01, "ETH-USD": 0.01}
+    lot_sizes: ClassVar[dict[str, float]] = {"BTC-USD": 0.00000001, "ETH-USD": 0.00000001}
+    products_url: ClassVar[str] = "https://api.coinbase.com/api/v3/brokerage/market/products"
 
     def __init__(self, sink: Any) -> None:
         super().__init__(sink)

@@ -78,7 +78,7 @@ def test_sql_views_read_every_dataset_and_name_the_missing_one(small_data):
     assert rows == [(80,)]
     columns, rows = run_sql("SELECT count(y_1s) AS labelled FROM features", small_data, "compact")
     assert columns == ["labelled"] and rows == [(38,)]  # the last row and the row before the gap
-    with pytest.raises(UserError, match="query failed"):
+    with pytest.raises(UserError, match="query cannot be parsed"):
         run_sql("SELEC 1", small_data)
 
 

@@ -1,45 +1,57 @@
-"""Simulated and real Binance spot data, replayed once per session by the project's replay."""
+"""Real and simulated markets, each replayed once per session by the project's replay on
+the grid the band table is defined on (1 s, 10 levels)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from collector.replay import ReplaySummary, replay_captures
-from collector.simulator import preset_for, simulate_symbol
-from collector.simulator.stats import read_replayed
+from collector.simulator import preset_for, regime_schedule, simulate_session
+from collector.simulator.stats import DEPTH, GRID_NS, Market, read_market
 
-SIM_MINUTES = 10
-SIM_SEED = 7
+SEED = 7
+HOUR = 1.0
 
 
 @dataclass
 class Replayed:
     capture: Path
     summary: ReplaySummary
-    snapshots: pl.DataFrame
-    trades: pl.DataFrame
+    markets: dict[str, Market]
+
+    def states(self) -> list:
+        return [s for p in self.summary.pipelines.values() for s in p.states()]
 
 
-def _replay(capture: Path, data: Path, symbol: str) -> Replayed:
-    summary = replay_captures([capture], data, interval_ns=1_000_000_000, depth=100,
-                              venue="binance-spot")
-    snaps, trades = read_replayed(data, "binance-spot", symbol)
-    return Replayed(capture, summary, snaps, trades)
+def replay(capture: Path, data: Path, interval_ns: int = GRID_NS,
+           depth: int = DEPTH) -> Replayed:
+    summary = replay_captures([capture], data, interval_ns=interval_ns, depth=depth)
+    markets = {s.symbol: read_market(data, venue, s.symbol)
+               for venue, p in summary.pipelines.items() for s in p.states() if s.resyncs}
+    return Replayed(capture, summary, markets)
 
 
-@pytest.fixture(scope="session")
-def simulated_btc(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
-    root = tmp_path_factory.mktemp("sim")
-    capture = root / "btcusdt_sim.jsonl.gz"
-    simulate_symbol(preset_for("binance-spot", "BTCUSDT"), SIM_MINUTES / 60, SIM_SEED, capture)
-    return _replay(capture, root / "data", "BTCUSDT")
+def simulate(root: Path, venue: str, symbols: list[str], scenario: str, hours: float,
+             seed: int = SEED, switch_every_s: float = 1800.0) -> Path:
+    path = root / f"{venue}_{scenario}.jsonl.gz"
+    schedules = [regime_schedule(preset_for(venue, s), scenario, hours, switch_every_s)
+                 for s in symbols]
+    simulate_session(venue, schedules, hours, seed, path)
+    return path
 
 
 @pytest.fixture(scope="session")
 def real_btc(tmp_path_factory: pytest.TempPathFactory, captures_dir: Path) -> Replayed:
     capture = captures_dir / "binance-spot" / "btcusdt_20240808-09.jsonl.gz"
-    return _replay(capture, tmp_path_factory.mktemp("real") / "data", "BTCUSDT")
+    return replay(capture, tmp_path_factory.mktemp("real") / "data")
+
+
+@pytest.fixture(scope="session")
+def default_btc_hour(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
+    """One simulated hour of the default BTCUSDT preset, replayed."""
+    root = tmp_path_factory.mktemp("default")
+    return replay(simulate(root, "binance-spot", ["BTCUSDT"], "default", HOUR),
+                  root / "data")
