@@ -29,20 +29,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import math
-import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT / "bench"))  # after the project: bench/features.py is not the package
+
+from baseline import baseline_tree, child_env, load, paired_ratio  # noqa: E402
+
 CAPTURE = ROOT.parent / "shared" / "data" / "captures" / "binance-spot" / "btcusdt_20240808-09.jsonl.gz"
 INTERVAL = 100_000_000
 DEPTH = 100
@@ -84,34 +85,18 @@ print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": hwm / 1024, "records": s
 
 
 def run_child(tree: Path, depth: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", CHILD, str(tree), str(CAPTURE), depth,
-                           str(INTERVAL)], capture_output=True, text=True, cwd=tree, env=env)
+                           str(INTERVAL)], capture_output=True, text=True, cwd=tree,
+                          env=child_env())
     if done.returncode:
         raise RuntimeError(f"the replay in {tree} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@contextlib.contextmanager
-def baseline_tree(rev: str | None, directory: str | None):
-    """The baseline's code: --baseline-dir as given, or `git archive REV` in a temp dir."""
-    if directory is not None:
-        yield Path(directory).resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="bookcast-baseline-") as tmp:
-        archive = Path(tmp) / "tree.tar"
-        subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), rev],
-                       check=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(Path(tmp) / "tree", filter="data")
-        yield Path(tmp) / "tree"
-
-
 def paired(before: list[dict], after: list[dict], key: str) -> tuple[float, float, float]:
     """Median before, median after, median of the per-round ratios before / after."""
-    ratios = [b[key] / a[key] for b, a in zip(before, after, strict=True)]
     return (statistics.median(b[key] for b in before), statistics.median(a[key] for a in after),
-            statistics.median(ratios))
+            paired_ratio([b[key] for b in before], [a[key] for a in after]))
 
 
 def end_to_end(base: Path, rounds: int, depth: str) -> tuple[list[dict], list[dict]]:
@@ -220,18 +205,13 @@ def against_cryptofeed(records: list, rounds: int, sample: bool) -> dict:
         pair = [(bookcast_in_memory, ours), (cryptofeed_in_memory, theirs)]
         for run, results in pair if r % 2 == 0 else pair[::-1]:
             results.append(run(records, sample))
-    ratios = [c[0] / b[0] for b, c in zip(ours, theirs, strict=True)]
     return {"bookcast_s": statistics.median(t for t, _ in ours),
             "cryptofeed_s": statistics.median(t for t, _ in theirs),
-            "ratio": statistics.median(ratios), "rows": (ours[0][1], theirs[0][1])}
+            "ratio": paired_ratio([t for t, _ in theirs], [t for t, _ in ours]),
+            "rows": (ours[0][1], theirs[0][1])}
 
 
 # ---------------------------------------------------------------- report
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def main() -> None:

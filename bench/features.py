@@ -29,15 +29,12 @@ the cache written by the previous run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +46,9 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # after the project: bench/features.py is not the package
+
+from baseline import baseline_tree, child_env, load, paired_ratio  # noqa: E402
 
 from bookcast.paths import partition_dir  # noqa: E402
 from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA, TS, file_metadata  # noqa: E402
@@ -357,10 +357,8 @@ SETTINGS = json.dumps({"horizons": HORIZONS, "fee_bps": FEE_BPS,
 
 
 def run_in(tree: Path, code: str, *args: str, cache: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["NUMBA_CACHE_DIR"] = str(cache)
     done = subprocess.run([sys.executable, "-c", code, str(tree), *args], capture_output=True,
-                          text=True, cwd=tree, env=env)
+                          text=True, cwd=tree, env=child_env(NUMBA_CACHE_DIR=str(cache)))
     if done.returncode:
         raise RuntimeError(f"a run in {tree} failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]
@@ -372,24 +370,6 @@ def scratch_root(inputs: Path, parent: Path) -> Path:
     for dataset in ("snapshots", "trades"):
         (root / dataset).symlink_to(inputs / dataset)
     return root
-
-
-@contextlib.contextmanager
-def baseline_tree(rev: str, directory: str | None):
-    if directory is not None:
-        yield Path(directory).resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="bookcast-baseline-") as tmp:
-        archive = Path(tmp) / "tree.tar"
-        subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), rev], check=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(Path(tmp) / "tree", filter="data")
-        yield Path(tmp) / "tree"
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Path,
@@ -412,11 +392,13 @@ def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Pa
         runs = results[name]
         wall = statistics.median(x["wall"] for x in runs)
         cpu = statistics.median(x["cpu"] for x in runs)
-        speed = statistics.median(x["wall"] / t["wall"] for x, t in zip(runs, this, strict=True))
-        cpu_speed = statistics.median(x["cpu"] / t["cpu"] for x, t in zip(runs, this, strict=True))
-        print(f"  {name:10s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
-              f"peak {statistics.median(x['peak_mib'] for x in runs):6.0f} MiB   "
-              f"{name} / this tree, paired: wall {speed:4.2f}x  cpu {cpu_speed:4.2f}x")
+        line = (f"  {name:10s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+                f"peak {statistics.median(x['peak_mib'] for x in runs):6.0f} MiB")
+        if name != "this tree":
+            line += (f"   this tree is {paired_ratio([x['wall'] for x in runs], [t['wall'] for t in this]):4.2f}x "
+                     f"faster (wall), {paired_ratio([x['cpu'] for x in runs], [t['cpu'] for t in this]):4.2f}x "
+                     f"(cpu), paired medians")
+        print(line)
     # the anchor computes what the build writes
     root = scratch_root(inputs, tmp)
     from features.build import build_features

@@ -32,8 +32,8 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_replay_writes_parquet_without_importing_pandas(captures_dir, tmp_path):
-    capture = captures_dir / "binance-usdm" / "btcusdt_20240808.jsonl.gz"
-    done = run_cli("replay", str(capture), "--data-dir", str(tmp_path), "--interval", "1s",
+    capture = captures_dir / "coinbase-advanced" / "l2_trades_btc_eth_20260809.jsonl.gz"
+    done = run_cli("replay", str(capture), "--data-dir", str(tmp_path), "--interval", "100ms",
                    "--rotate-rows", "100", "--quiet")
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "snapshots").rglob("part-*.parquet"))) > 2  # rotation too

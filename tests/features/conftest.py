@@ -127,12 +127,11 @@ def binance_btc(tmp_path_factory, captures_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def binance_btc_100ms(tmp_path_factory, captures_dir) -> Path:
-    """The BTCUSDT spot and USD-M captures replayed at 100 ms, 100 levels: the grid where
-    windows hold many rows with no trade and an unchanged mid."""
+    """The BTCUSDT spot capture replayed at 100 ms, 100 levels: the grid where windows hold
+    many rows with no trade and an unchanged mid."""
     from collector.replay import replay_captures
 
     root = tmp_path_factory.mktemp("binance_100ms")
-    for capture in ("binance-spot/btcusdt_20240808-09.jsonl.gz",
-                    "binance-usdm/btcusdt_20240808.jsonl.gz"):
-        replay_captures([captures_dir / capture], root, interval_ns=100_000_000, depth=100)
+    replay_captures([captures_dir / "binance-spot/btcusdt_20240808-09.jsonl.gz"], root,
+                    interval_ns=100_000_000, depth=100)
     return root

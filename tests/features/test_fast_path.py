@@ -35,7 +35,7 @@ def bench_module():
 
 
 @pytest.mark.parametrize("replayed, interval_ns, partitions",
-                         [("binance_btc", S, 2), ("binance_btc_100ms", S // 10, 3)])
+                         [("binance_btc", S, 2), ("binance_btc_100ms", S // 10, 2)])
 def test_build_on_real_binance_equals_the_pandas_reference_in_every_column(
         request, replayed, interval_ns, partitions):
     """The vectorised pandas anchor of bench/features.py, on the real capture (whose spot
