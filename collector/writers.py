@@ -343,28 +343,28 @@ class SnapshotWriter(_PartitionBuffer):
 
     def _put_units(self, row: int, levels: BookLevels) -> None:
         """The book's integer units as float64, each `units / UNIT` correctly rounded."""
-        bid_keys, bid_sizes, ask_prices, ask_sizes = levels
-        nb, na = len(bid_keys), len(ask_prices)
+        bid_prices, bid_sizes, ask_keys, ask_sizes = levels
+        nb, na = len(bid_prices), len(ask_keys)
         bids, asks = self._bids, self._asks
         b0, a0 = bids.reserve(nb), asks.reserve(na)
         try:
             # one conversion for all four lists (sizes last, to check them in one go)
-            units = np.fromiter(chain(bid_keys, ask_prices, bid_sizes, ask_sizes), np.int64,
+            units = np.fromiter(chain(bid_prices, ask_keys, bid_sizes, ask_sizes), np.int64,
                                 2 * (nb + na))
         except OverflowError:  # beyond int64 (sizes of a billion coins): Python's ints only
             units = None
-        # prices are sorted and positive, so only the largest (bid_keys[0], ask_prices[-1])
-        # can reach the limit of exact integers
-        if units is not None and (not nb or -bid_keys[0] < _EXACT_UNITS) and (
-                not na or ask_prices[-1] < _EXACT_UNITS) and (
+        # prices come best first, so only the largest of each side (the best bid, the
+        # deepest ask) can reach the limit of exact integers
+        if units is not None and (not nb or bid_prices[0] < _EXACT_UNITS) and (
+                not na or -ask_keys[-1] < _EXACT_UNITS) and (
                     not nb + na or units[nb + na:].max() < _EXACT_UNITS):
-            np.divide(units[:nb], -UNIT, out=bids.prices[b0:b0 + nb])
-            np.divide(units[nb:nb + na], UNIT, out=asks.prices[a0:a0 + na])
+            np.divide(units[:nb], UNIT, out=bids.prices[b0:b0 + nb])
+            np.divide(units[nb:nb + na], -UNIT, out=asks.prices[a0:a0 + na])
             np.divide(units[nb + na:2 * nb + na], UNIT, out=bids.sizes[b0:b0 + nb])
             np.divide(units[2 * nb + na:], UNIT, out=asks.sizes[a0:a0 + na])
         else:
-            bids.prices[b0:b0 + nb] = [k / -UNIT for k in bid_keys]
-            asks.prices[a0:a0 + na] = [p / UNIT for p in ask_prices]
+            bids.prices[b0:b0 + nb] = [p / UNIT for p in bid_prices]
+            asks.prices[a0:a0 + na] = [k / -UNIT for k in ask_keys]
             bids.sizes[b0:b0 + nb] = [v / UNIT for v in bid_sizes]
             asks.sizes[a0:a0 + na] = [v / UNIT for v in ask_sizes]
         bids.offsets[row + 1] = bids.used

@@ -28,8 +28,8 @@ META = {"depth": "full", "interval_ns": 1, "tick_size": 0.01}
 
 def python_floats(levels: BookLevels) -> tuple[list[float], ...]:
     """The floats a row must hold, by Python's own exact int / int division."""
-    return ([-k / UNIT for k in levels.bid_keys], [v / UNIT for v in levels.bid_sizes],
-            [p / UNIT for p in levels.ask_prices], [v / UNIT for v in levels.ask_sizes])
+    return ([p / UNIT for p in levels.bid_prices], [v / UNIT for v in levels.bid_sizes],
+            [-k / UNIT for k in levels.ask_keys], [v / UNIT for v in levels.ask_sizes])
 
 
 def read_levels(root: Path) -> list[tuple[list[float], ...]]:
@@ -63,6 +63,24 @@ def test_units_become_the_correctly_rounded_floats_even_past_exact_integers(tmp_
     got = read_levels(tmp_path)
     assert got == [tuple(map(list, row)) for row in expected]
     assert any(v > 9e8 for row in got for v in row[1] + row[3])  # the huge sizes are there
+
+
+@pytest.mark.parametrize("side", ["bid", "ask"])
+def test_the_largest_price_of_a_side_past_exact_integers_is_still_exact(tmp_path, side):
+    """Small sizes, and one price of 2**53 + 3 units (900,719.9 coins): the best bid, or the
+    deepest ask. float64 rounds that integer, so NumPy's division would be off by an ulp."""
+    book = OrderBook()
+    far = 2**53 + 3
+    if side == "bid":  # crossed, which the writer does not judge; ordinary asks
+        book.load([(far, UNIT), (100 * UNIT, UNIT)], [(101 * UNIT, UNIT), (102 * UNIT, UNIT)])
+    else:
+        book.load([(100 * UNIT, UNIT), (99 * UNIT, UNIT)], [(101 * UNIT, UNIT), (far, UNIT)])
+    levels = book.levels(None)
+    writer = SnapshotWriter(tmp_path, "binance-spot", "BTCUSDT", 10**6, None, META)
+    writer.add(T0, None, T0, None, levels, 1, False)
+    writer.flush()
+    assert read_levels(tmp_path) == [tuple(map(list, python_floats(levels)))]
+    assert float(far) / UNIT != far / UNIT  # the case where the two divisions differ
 
 
 def test_an_unchanged_book_is_copied_and_a_changed_one_converted_again(tmp_path):
