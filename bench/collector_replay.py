@@ -1,24 +1,37 @@
-"""Collector replay benchmark: bookcast against cryptofeed on the Binance spot BTCUSDT capture.
+"""Collector replay benchmark: this tree against an earlier commit, and against cryptofeed.
 
-Measured in one run, on the same messages:
-  1. bookcast end to end: capture file -> parse -> sync -> book -> 100 ms snapshots of
-     100 levels -> Parquet (every message of the capture, trades and bookTicker included);
-  2. bookcast in memory: the depth diffs and the REST snapshot, already read, through the
-     venue module and book, sampling 100 levels on the 100 ms grid (no Parquet);
-  3. cryptofeed in memory: the same messages through cryptofeed's own Binance
-     `message_handler` and its C order book, sampling 100 levels at the same grid points.
-Level updates/s of (2) against (3) is the headline ratio (target: >= 3x).
-Also: peak memory of (1) in a fresh process, and the latency of a full-depth snapshot of a
-5,000-level book.
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python bench/collector_replay.py [--baseline c6506aa | --baseline-dir DIR]
+                                               [--rounds 5] [--full-rounds 3]
 
-Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/collector_replay.py
+All on the real Binance spot BTCUSDT capture (6,495 depth diffs, ~11 minutes), 100 ms grid.
+
+1. End to end, this tree against the baseline: `replay_captures` (capture file -> parse ->
+   sync -> book -> snapshots and trades Parquet), depth 100 and full depth, each run in a
+   fresh process (imports included, so pyarrow's lazy pandas import counts where it
+   happens), the two trees interleaved (A B, B A, ...) and compared as the median of the
+   per-round ratios. Wall and CPU seconds, peak RSS (VmHWM). The baseline's code is
+   exported with `git archive` into a temporary directory (nothing of it is committed
+   here), or taken from --baseline-dir.
+2. In memory, this tree against cryptofeed 2.4.1's Binance `message_handler` and its C
+   order book, on the same depth diffs and REST snapshot, already read: (a) update
+   processing alone (parse, sync, apply; no level is read), (b) with sampling: 100
+   levels a side at every 100 ms grid point (bookcast: into the snapshot writer's
+   buffers, as float64; cryptofeed: `book.index(i)` reads, its natural form). The two
+   interleaved per round; median of the per-round ratios.
+3. One full-depth row of a 5,000-level book (levels read + SnapshotWriter.add), both
+   trees, in the same fresh processes as 1.
+
+Load average is printed beside each section: the machine is shared.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,10 +39,75 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT / "bench"))  # after the project: bench/features.py is not the package
+
+from baseline import baseline_tree, child_env, load, paired_ratio  # noqa: E402
+
 CAPTURE = ROOT.parent / "shared" / "data" / "captures" / "binance-spot" / "btcusdt_20240808-09.jsonl.gz"
 INTERVAL = 100_000_000
 DEPTH = 100
-sys.path.insert(0, str(ROOT))
+DEFAULT_BASELINE = "c6506aa"  # main before issue 17's writer and book changes
+
+
+# ---------------------------------------------------------------- 1. end to end, two trees
+
+# Run in a fresh process with the tree under test first on sys.path. Works with the
+# baseline's API (book.top + float lists) and this tree's (book.levels).
+CHILD = """
+import json, sys, tempfile, time
+start_wall, start_cpu = time.perf_counter(), time.process_time()
+sys.path.insert(0, sys.argv[1])
+from collector.replay import replay_captures
+depth = None if sys.argv[3] == "full" else int(sys.argv[3])
+with tempfile.TemporaryDirectory() as out:
+    s = replay_captures([sys.argv[2]], out, int(sys.argv[4]), depth)
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+import collector.book as B
+from collector.writers import SnapshotWriter
+book = B.OrderBook()
+mid = 60_000 * B.UNIT
+book.load([(mid - (i + 1) * B.UNIT // 100, B.UNIT + i) for i in range(2500)],
+          [(mid + (i + 1) * B.UNIT // 100, B.UNIT + i) for i in range(2500)])
+read = book.levels if hasattr(book, "levels") else book.top
+with tempfile.TemporaryDirectory() as out:
+    w = SnapshotWriter(out, "binance-spot", "BTCUSDT", 10**9, None, {})
+    t = time.perf_counter()
+    for i in range(200):
+        book.set_bid(mid - B.UNIT // 100, B.UNIT + i)  # the book changed: no copy shortcut
+        w.add(i, i, i, i, read(None), 1, False)
+    row_ms = (time.perf_counter() - t) / 200 * 1e3
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": hwm / 1024, "records": s.records,
+                  "rows": sum(x.snapshots for x in s.streams), "full_row_ms": row_ms,
+                  "pandas": "pandas" in sys.modules}))
+"""
+
+
+def run_child(tree: Path, depth: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tree), str(CAPTURE), depth,
+                           str(INTERVAL)], capture_output=True, text=True, cwd=tree,
+                          env=child_env())
+    if done.returncode:
+        raise RuntimeError(f"the replay in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def paired(before: list[dict], after: list[dict], key: str) -> tuple[float, float, float]:
+    """Median before, median after, median of the per-round ratios before / after."""
+    return (statistics.median(b[key] for b in before), statistics.median(a[key] for a in after),
+            paired_ratio([b[key] for b in before], [a[key] for a in after]))
+
+
+def end_to_end(base: Path, rounds: int, depth: str) -> tuple[list[dict], list[dict]]:
+    before, after = [], []
+    for r in range(rounds):
+        order = [(base, before), (ROOT, after)]
+        for tree, results in order if r % 2 == 0 else order[::-1]:
+            results.append(run_child(tree, depth))
+    return before, after
+
+
+# ---------------------------------------------------------------- 2. against cryptofeed
 
 
 def load_depth_messages() -> tuple[list, int]:
@@ -46,24 +124,29 @@ def load_depth_messages() -> tuple[list, int]:
     return records, levels
 
 
-def bench_bookcast_in_memory(records: list) -> tuple[float, int]:
+def bookcast_in_memory(records: list, sample: bool) -> tuple[float, int]:
+    """Seconds to feed the records through the venue module, sync rule and book; with
+    `sample`, the real sampler and SnapshotWriter too (rows buffered, never written)."""
     from collector.pipeline import Pipeline
 
-    class NoWrite(Pipeline):
-        def _emit(self, state, g):  # sample the book as the writer would, keep nothing
-            state.book.top(self.depth)
-            state.n_updates = 0
-            state.gap_pending = False
-            self.rows_written += 1
+    class UpdatesOnly(Pipeline):  # no grid row is ever written
+        def advance(self, state, ts_recv: int) -> None:
+            pass
 
-    pipeline = NoWrite("binance-spot", "/nonexistent", INTERVAL, DEPTH)
-    start = time.perf_counter()
-    for rec in records:
-        pipeline.feed(rec)  # rows are sampled as each diff vouches for them
-    return time.perf_counter() - start, pipeline.rows_written
+        def hold(self, state, ts_recv: int) -> list:
+            return []
+
+    with tempfile.TemporaryDirectory() as out:
+        pipeline = (Pipeline if sample else UpdatesOnly)("binance-spot", out, INTERVAL, DEPTH,
+                                                         rotate_rows=10**9)
+        feed = pipeline.feed
+        start = time.perf_counter()
+        for rec in records:
+            feed(rec)  # rows are sampled as each diff vouches for them
+        return time.perf_counter() - start, pipeline.rows_written
 
 
-def bench_cryptofeed_in_memory(records: list) -> tuple[float, int]:
+def cryptofeed_in_memory(records: list, sample: bool) -> tuple[float, int]:
     from cryptofeed.defines import L2_BOOK
     from cryptofeed.exchanges import Binance
     from cryptofeed.symbols import Symbols
@@ -87,29 +170,28 @@ def bench_cryptofeed_in_memory(records: list) -> tuple[float, int]:
     feed = Binance(symbols=["BTC-USDT"], channels=[L2_BOOK], callbacks={L2_BOOK: on_book},
                    max_depth=0)
     feed.http_conn = CapturedRest()
-    side_bids = side_asks = None
     rows = 0
 
-    def snapshot() -> None:
-        bids = feed._l2_book["BTC-USDT"].book.bids
-        asks = feed._l2_book["BTC-USDT"].book.asks
-        nb, na = min(DEPTH, len(bids)), min(DEPTH, len(asks))
-        [bids.index(i) for i in range(nb)]
-        [asks.index(i) for i in range(na)]
+    def read_levels() -> None:
+        book = feed._l2_book["BTC-USDT"].book
+        for side in (book.bids, book.asks):
+            for i in range(min(DEPTH, len(side))):
+                side.index(i)
 
     async def run() -> None:
-        nonlocal rows, side_bids, side_asks
+        nonlocal rows
         next_grid = None
+        handler = feed.message_handler
         for rec in records:
             if rec.kind != "recv":
                 continue
             t = rec.ts_ns
-            if next_grid is not None:
+            if sample and next_grid is not None:
                 while next_grid < t:
-                    snapshot()
+                    read_levels()
                     rows += 1
                     next_grid += INTERVAL
-            await feed.message_handler(rec.data, None, t / 1e9)
+            await handler(rec.data, None, t / 1e9)
             if next_grid is None and "BTC-USDT" in feed._l2_book:
                 next_grid = -(-t // INTERVAL) * INTERVAL
 
@@ -118,65 +200,68 @@ def bench_cryptofeed_in_memory(records: list) -> tuple[float, int]:
     return time.perf_counter() - start, rows
 
 
-def end_to_end_in_child() -> dict:
-    code = f"""
-import json, resource, sys, time
-sys.path.insert(0, {str(ROOT)!r})
-from collector.replay import replay_captures
-start = time.perf_counter()
-s = replay_captures([{str(CAPTURE)!r}], {tempfile.mkdtemp()!r}, {INTERVAL}, {DEPTH})
-took = time.perf_counter() - start
-print(json.dumps({{"seconds": took, "records": s.records, "updates": s.streams[0].updates,
-                  "rows": s.streams[0].snapshots,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def against_cryptofeed(records: list, rounds: int, sample: bool) -> dict:
+    ours, theirs = [], []
+    for r in range(rounds):
+        pair = [(bookcast_in_memory, ours), (cryptofeed_in_memory, theirs)]
+        for run, results in pair if r % 2 == 0 else pair[::-1]:
+            results.append(run(records, sample))
+    return {"bookcast_s": statistics.median(t for t, _ in ours),
+            "cryptofeed_s": statistics.median(t for t, _ in theirs),
+            "ratio": paired_ratio([t for t, _ in theirs], [t for t, _ in ours]),
+            "rows": (ours[0][1], theirs[0][1])}
 
 
-def full_depth_snapshot_latency() -> float:
-    from collector.book import UNIT, OrderBook
-
-    book = OrderBook()
-    mid = 60_000 * UNIT
-    book.load([(mid - (i + 1) * UNIT // 100, UNIT) for i in range(2500)],
-              [(mid + (i + 1) * UNIT // 100, UNIT) for i in range(2500)])
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        book.top(None)
-    return (time.perf_counter() - start) / n
+# ---------------------------------------------------------------- report
 
 
 def main() -> None:
-    records, levels = load_depth_messages()
-    n_msgs = sum(r.kind == "recv" for r in records)
-    ours_t, ours_rows = min(bench_bookcast_in_memory(records) for _ in range(3))
-    cf_t, cf_rows = min(bench_cryptofeed_in_memory(records) for _ in range(3))
-    e2e = end_to_end_in_child()
-    snap = full_depth_snapshot_latency()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE,
+                        help=f"git revision to compare against (default {DEFAULT_BASELINE})")
+    parser.add_argument("--baseline-dir", help="a checkout of the baseline instead of a revision")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds, depth 100")
+    parser.add_argument("--full-rounds", type=int, default=3, help="interleaved rounds, full depth")
+    parser.add_argument("--cryptofeed-rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    from importlib.metadata import version
+
     import cryptofeed
 
-    print(f"capture: {CAPTURE.name}: {n_msgs:,} depth diffs, {levels:,} level updates")
-    print(f"bookcast in memory : {n_msgs / ours_t:>10,.0f} msg/s {levels / ours_t:>12,.0f} "
-          f"level updates/s  ({ours_rows:,} 100-level snapshots, {ours_t:.2f} s)")
-    print(f"cryptofeed {cryptofeed.__version__ if hasattr(cryptofeed, '__version__') else ''}"
-          f"      : {n_msgs / cf_t:>10,.0f} msg/s {levels / cf_t:>12,.0f} "
-          f"level updates/s  ({cf_rows:,} 100-level snapshots, {cf_t:.2f} s)")
-    print(f"ratio (bookcast / cryptofeed level updates per second): {cf_t / ours_t:.2f}x "
-          f"(target >= 3x)")
-    print(f"bookcast end to end, file -> Parquet, all {e2e['records']:,} records: "
-          f"{e2e['records'] / e2e['seconds']:,.0f} records/s, "
-          f"{e2e['updates'] / e2e['seconds']:,.0f} level updates/s, {e2e['rows']:,} rows, "
-          f"{e2e['seconds']:.2f} s, peak RSS {e2e['peak_rss_mb']:.0f} MB")
-    print(f"full-depth snapshot of a 5,000-level book: {snap * 1e3:.2f} ms "
-          f"(a 100 ms grid leaves {100 / (snap * 1e3):.0f}x headroom)")
-    import os
-    import platform
+    label = args.baseline_dir or args.baseline
+    print(f"capture {CAPTURE.name}, grid {INTERVAL // 1_000_000} ms; baseline {label}; "
+          f"python {sys.version.split()[0]}")
+    with baseline_tree(args.baseline, args.baseline_dir) as base:
+        for depth, rounds in (("100", args.rounds), ("full", args.full_rounds)):
+            print(f"\n[end to end, depth {depth}, {rounds} interleaved rounds; {load()}]")
+            before, after = end_to_end(base, rounds, depth)
+            assert before[0]["rows"] == after[0]["rows"], "the two trees wrote different rows"
+            for key, what in (("wall", "wall s"), ("cpu", "CPU s"), ("peak_mib", "peak MiB")):
+                b, a, ratio = paired(before, after, key)
+                print(f"  {what:9s} baseline {b:8.2f}   this tree {a:8.2f}   "
+                      f"baseline / this, paired median {ratio:5.2f}x")
+            print(f"  rows {after[0]['rows']:,}, records {after[0]['records']:,}; pandas "
+                  f"imported: baseline {before[0]['pandas']}, this tree {after[0]['pandas']}")
+            if depth == "100":
+                b, a, ratio = paired(before, after, "full_row_ms")
+                print(f"  one full-depth row of a 5,000-level book: baseline {b:.2f} ms, "
+                      f"this tree {a:.2f} ms ({ratio:.2f}x)")
+            print(f"  [{load()}]")
 
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}")
+    records, levels = load_depth_messages()
+    n_msgs = sum(r.kind == "recv" for r in records)
+    print(f"\n[in memory against cryptofeed {version('cryptofeed')} "
+          f"({cryptofeed.__file__.rsplit('/', 2)[-2]}): {n_msgs:,} depth diffs, "
+          f"{levels:,} level updates; {load()}]")
+    for sample, what in ((False, "update processing alone"),
+                         (True, f"with sampling ({DEPTH} levels a side every 100 ms)")):
+        res = against_cryptofeed(records, args.cryptofeed_rounds, sample)
+        print(f"  {what}: bookcast {res['bookcast_s']:.3f} s "
+              f"({levels / res['bookcast_s']:,.0f} level updates/s), cryptofeed "
+              f"{res['cryptofeed_s']:.3f} s ({levels / res['cryptofeed_s']:,.0f}/s); "
+              f"cryptofeed / bookcast, paired median {res['ratio']:.2f}x; rows {res['rows']}")
+    print(f"  [{load()}]")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,38 @@
-"""Benchmark: building the default feature set from 100-level snapshots, polars vs pandas.
+"""Features benchmark: `build_features` on real-like partitions, this tree against a
+baseline commit and against a vectorised pandas implementation, at the same row counts.
 
-    .venv/bin/python bench/features.py [--rows 20000] [--pandas-rows 5000]
+    .venv/bin/python bench/features.py [--rows 20000,200000] [--rounds 3]
+                                       [--baseline c6506aa | --baseline-dir DIR] [--codecs]
 
-Prints snapshot rows/s of `build_features` end to end (snapshot Parquet in -> features
-Parquet out, micro-price fit included) and of the compute alone (Arrow batches already
-decoded in memory -> the feature frame), against a straightforward pandas implementation
-of the same features measured in the same run on the same partition (anchor; every one
-of its columns is checked equal to 1e-9); the Parquet decode of the four 100-level list
-columns on its own, which bounds the end-to-end rate; peak memory of a build in a fresh
-process against the input partition's in-memory Arrow size; and the time for 10x rows.
-The input is a synthetic partition written the way the collector writes snapshots
-(`collector.writers.write_table_atomic`: zstd, no dictionary), random-walk mid, 100
-levels a side.
+Inputs. The real Binance BTCUSDT captures (spot and USD-M) are replayed by the collector
+at 100 ms, 100 levels; that is the first case ("real", three date partitions). The
+larger partitions are a block bootstrap of those real rows (`write_real_like`): runs of
+1,000-3,000 consecutive real rows, each shifted by whole ticks so the mid runs on where
+the last run ended, on one continuous 100 ms grid; trades likewise. So the books, their
+row-to-row changes and the Parquet compression are the real ones (the bench prints bytes
+per row of both), where uniform noise compressed 7x worse than real data.
+
+Measured per case, in fresh processes, the three interleaved in rotating order over
+`--rounds` rounds, each reported as the median and as the median of per-round ratios:
+- `build_features` end to end (snapshot Parquet in, micro-price fit, features Parquet
+  out), this tree and the baseline's code (exported with `git archive`, nothing of it
+  committed here), wall and CPU seconds and peak RSS;
+- the pandas anchor (`pandas_features`: read with pandas, levels as 2-D arrays by
+  `np.stack` plus masks, rolling windows in pandas): the same 59 columns (all but the
+  micro-price), checked equal to this tree's output to 1e-9 on every case.
+The numba kernel is loaded before the clock starts (steady state); `cold start`
+times a fresh process with an empty numba cache (JIT compilation included) and with
+the cache written by the previous run.
+`--codecs` adds the measurements behind the codec and row-group choices.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,20 +41,50 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # after the project: bench/features.py is not the package
+
+from baseline import baseline_tree, child_env, load, paired_ratio  # noqa: E402
 
 from bookcast.paths import partition_dir  # noqa: E402
-from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA, file_metadata  # noqa: E402
-from collector.writers import write_table_atomic  # noqa: E402
+from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA, TS, file_metadata  # noqa: E402
 
+CAPTURES = ROOT.parent / "shared" / "data" / "captures"
+REAL_CAPTURES = ("binance-spot/btcusdt_20240808-09.jsonl.gz", "binance-usdm/btcusdt_20240808.jsonl.gz")
 S = 1_000_000_000
-T0 = 1_723_161_600 * S
-LEVELS = 100
+DAY = 86_400 * S
+T0 = 1_723_248_000 * S  # 2024-08-10 00:00 UTC: the real-like partitions' day
 INTERVAL = 100_000_000  # 100 ms grid: 1 s..60 s windows are 10..600 rows
 HORIZONS = [h * S for h in (1, 5, 10, 30, 60)]
+FEE_BPS = 10.0
+TICK = 0.01
+DEFAULT_BASELINE = "c6506aa"  # main before issue 17's features changes
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def replay_real(root: Path) -> Path:
+    """The real BTCUSDT captures replayed by the collector at 100 ms, 100 levels."""
+    from collector.replay import replay_captures
+
+    for capture in REAL_CAPTURES:
+        replay_captures([CAPTURES / capture], root, INTERVAL, 100)
+    return root
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A list column whose rows all hold the same number of levels, as a 2-D array."""
+    flat = column.combine_chunks()
+    lengths = np.diff(flat.offsets.to_numpy())
+    if lengths.size and (lengths != lengths[0]).any():
+        raise ValueError("the real partitions should hold 100 levels in every row")
+    values = flat.values.to_numpy()
+    return values.reshape(lengths.size, lengths[0] if lengths.size else 0)
 
 
 def _lists(values: np.ndarray) -> pa.ListArray:
@@ -48,280 +93,432 @@ def _lists(values: np.ndarray) -> pa.ListArray:
                                     pa.array(values.ravel()))
 
 
-def write_synthetic(root: Path, rows: int, seed: int = 0) -> Path:
+def write_real_like(real: Path, root: Path, rows: int, seed: int = 0) -> Path:
+    """A one-day snapshots + trades partition of `rows` 100 ms rows, block-bootstrapped
+    from the real replayed partitions under `real` (see the module docstring)."""
+    from collector.writers import snapshot_row_group_rows, write_table_atomic
+
     rng = np.random.default_rng(seed)
-    tick = 0.01
-    mid_ticks = 6_000_000 + np.cumsum(rng.integers(-3, 4, rows))
-    half = rng.integers(1, 3, rows)
-    steps = np.arange(LEVELS)
-    bid_px = ((mid_ticks - half)[:, None] - steps * 2) * tick
-    ask_px = ((mid_ticks + half)[:, None] + steps * 2) * tick
+    sources = []
+    for folder in sorted((real / "snapshots").glob("venue=*/symbol=*/date=*")):
+        snap = pq.read_table(folder)
+        trades = pq.read_table(str(folder).replace("/snapshots/", "/trades/"))
+        sources.append({
+            "ts": snap["ts"].cast(pa.int64()).to_numpy(),
+            "lag_event": pc.subtract(snap["ts"].cast(pa.int64()),
+                                     snap["ts_event"].cast(pa.int64())).to_numpy(),
+            "lag_recv": pc.subtract(snap["ts"].cast(pa.int64()),
+                                    snap["ts_recv"].cast(pa.int64())).to_numpy(),
+            "n_updates": snap["n_updates"].to_numpy(),
+            **{c: _matrix(snap[c]) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")},
+            "trade_ts": trades["ts_recv"].cast(pa.int64()).to_numpy(),
+            "trade_lag": pc.subtract(trades["ts_recv"].cast(pa.int64()),
+                                     trades["ts_event"].cast(pa.int64())).to_numpy(),
+            "trade_px": trades["price"].to_numpy(), "trade_sz": trades["size"].to_numpy(),
+            "trade_side": trades["side"].to_numpy(),
+        })
+    runs: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "bid_px", "bid_sz", "ask_px", "ask_sz", "lag_event", "lag_recv", "n_updates",
+        "trade_ts", "trade_lag", "trade_px", "trade_sz", "trade_side")}
+    done, mid_ticks = 0, None
+    while done < rows:
+        src = sources[int(rng.integers(len(sources)))]
+        n = min(rows - done, int(rng.integers(1000, 3000)), src["ts"].size - 1)
+        i = int(rng.integers(1, src["ts"].size - n + 1))
+        bid = np.rint(src["bid_px"][i:i + n] / TICK).astype(np.int64)
+        ask = np.rint(src["ask_px"][i:i + n] / TICK).astype(np.int64)
+        shift = 0 if mid_ticks is None else mid_ticks - (bid[0, 0] + ask[0, 0]) // 2
+        mid_ticks = (bid[-1, 0] + ask[-1, 0]) // 2 + shift
+        # whole ticks over 100, as the collector's units / UNIT division gives them
+        runs["bid_px"].append((bid + shift) / 100)
+        runs["ask_px"].append((ask + shift) / 100)
+        for key in ("bid_sz", "ask_sz", "lag_event", "lag_recv", "n_updates"):
+            runs[key].append(src[key][i:i + n])
+        # the trades received by these rows: after row i-1, up to row i+n-1
+        lo, hi = np.searchsorted(src["trade_ts"], [src["ts"][i - 1], src["ts"][i + n - 1]],
+                                 "right")
+        runs["trade_ts"].append(src["trade_ts"][lo:hi] - src["ts"][i] + T0 + done * INTERVAL)
+        runs["trade_px"].append(np.rint(src["trade_px"][lo:hi] / TICK + shift) / 100)
+        for key in ("trade_lag", "trade_sz", "trade_side"):
+            runs[key].append(src[key][lo:hi])
+        done += n
+    cat = {k: np.concatenate(v) for k, v in runs.items()}
     ts = T0 + np.arange(rows, dtype=np.int64) * INTERVAL
     gap = np.zeros(rows, bool)
-    gap[0] = True
-    gap[rows // 2] = True  # one resync in the middle
-    table = pa.table({
-        "ts": pa.array(ts, pa.timestamp("ns", "UTC")),
-        "ts_event": pa.array(ts, pa.timestamp("ns", "UTC")),
-        "ts_recv": pa.array(ts, pa.timestamp("ns", "UTC")),
+    gap[0] = True  # the first sync; a real day has few more
+    snapshots = pa.table({
+        "ts": pa.array(ts, TS), "ts_event": pa.array(ts - cat["lag_event"], TS),
+        "ts_recv": pa.array(ts - cat["lag_recv"], TS),
         "seq": pa.array(np.arange(rows, dtype=np.int64)),
-        "bid_px": _lists(bid_px), "bid_sz": _lists(rng.exponential(1.0, (rows, LEVELS))),
-        "ask_px": _lists(ask_px), "ask_sz": _lists(rng.exponential(1.0, (rows, LEVELS))),
-        "n_updates": pa.array(np.ones(rows, np.int32)),
-        "gap": pa.array(gap),
+        **{c: _lists(cat[c]) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")},
+        "n_updates": pa.array(cat["n_updates"]), "gap": pa.array(gap),
     }, schema=SNAPSHOT_SCHEMA)
-    folder = partition_dir(root, "snapshots", "binance-spot", "BTCUSDT", "2024-08-09")
-    meta = file_metadata("binance-spot", "BTCUSDT", depth=LEVELS, interval_ns=INTERVAL,
-                         tick_size=tick)
-    write_table_atomic(table.replace_schema_metadata(meta), folder / f"part-{T0}.parquet")
-    n_trades = rows * 2
-    t_ts = np.sort(rng.integers(T0, ts[-1], n_trades))
+    date = "2024-08-10"
+    meta = file_metadata("binance-spot", "BTCUSDT", depth=100, interval_ns=INTERVAL,
+                         tick_size=TICK)
+    path = partition_dir(root, "snapshots", "binance-spot", "BTCUSDT", date) / f"part-{T0}.parquet"
+    write_table_atomic(snapshots.replace_schema_metadata(meta), path, snapshot_row_group_rows(100))
+    order = np.argsort(cat["trade_ts"], kind="stable")
     trades = pa.table({
-        "ts_recv": pa.array(t_ts, pa.timestamp("ns", "UTC")),
-        "ts_event": pa.array(t_ts, pa.timestamp("ns", "UTC")),
-        "trade_id": pa.array([str(i) for i in range(n_trades)]),
-        "price": pa.array(np.full(n_trades, 60_000.0)),
-        "size": pa.array(rng.exponential(0.05, n_trades)),
-        "side": pa.array(rng.choice(np.array([-1, 1], np.int8), n_trades)),
+        "ts_recv": pa.array(cat["trade_ts"][order], TS),
+        "ts_event": pa.array(cat["trade_ts"][order] - cat["trade_lag"][order], TS),
+        "trade_id": pa.array([str(k) for k in range(order.size)]),
+        "price": pa.array(cat["trade_px"][order]), "size": pa.array(cat["trade_sz"][order]),
+        "side": pa.array(cat["trade_side"][order]),
     }, schema=TRADE_SCHEMA)
-    tfolder = partition_dir(root, "trades", "binance-spot", "BTCUSDT", "2024-08-09")
-    tfolder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(trades.replace_schema_metadata(file_metadata("binance-spot", "BTCUSDT")),
-                   tfolder / f"part-{T0}.parquet")
-    return folder / f"part-{T0}.parquet"
+    write_table_atomic(trades.replace_schema_metadata(file_metadata("binance-spot", "BTCUSDT")),
+                       partition_dir(root, "trades", "binance-spot", "BTCUSDT", date)
+                       / f"part-{T0}.parquet")
+    return path
+
+
+def bytes_per_row(root: Path) -> float:
+    files = list((root / "snapshots").rglob("*.parquet"))
+    return sum(f.stat().st_size for f in files) / sum(pq.read_metadata(f).num_rows for f in files)
 
 
 # ---------------------------------------------------------------- the pandas anchor
 
 
-def pandas_features(snap_path: Path, trades_path: Path, fee_bps: float = 10.0,
+def _levels(column) -> tuple[np.ndarray, np.ndarray]:
+    """A column of per-row level arrays as one 2-D array (np.stack; padded with NaN where
+    a row holds fewer levels) and the rows whose list is null."""
+    null = np.array([v is None for v in column], bool)
+    values = [np.asarray([], float) if v is None else v for v in column]
+    lengths = np.fromiter((len(v) for v in values), int, len(values))
+    width = int(lengths.max(initial=0))
+    if (lengths == width).all():
+        return np.stack(values).astype(float) if width else np.empty((len(values), 0)), null
+    out = np.full((len(values), width), np.nan)
+    out[np.arange(width) < lengths[:, None]] = np.concatenate(values)
+    return out, null
+
+
+def pandas_features(snap_path: Path, trades_path: Path | None, fee_bps: float = FEE_BPS,
                     interval_ns: int = INTERVAL, horizons_ns: list[int] = HORIZONS):
-    """The default feature set written the straightforward pandas way (no micro-price)."""
+    """The default feature set (all but the micro-price), vectorised pandas and NumPy."""
     import pandas as pd
 
     from features.definitions import FEATURE_SETS
 
     cfg = FEATURE_SETS["default"]
-    df = pd.read_parquet(snap_path).sort_values("ts").reset_index(drop=True)
-    tr = pd.read_parquet(trades_path).sort_values("ts_recv")
-    out = pd.DataFrame({"ts": df["ts"]})
+    columns = ["ts", "gap", "bid_px", "bid_sz", "ask_px", "ask_sz"]
+    df = pd.read_parquet(snap_path, columns=columns).sort_values("ts", kind="stable")
+    df = df.reset_index(drop=True)
+    n = len(df)
+    bid_px, bid_null = _levels(df["bid_px"])
+    ask_px, ask_null = _levels(df["ask_px"])
+    bid_sz, ask_sz = _levels(df["bid_sz"])[0], _levels(df["ask_sz"])[0]
+    # sums count a missing level as 0
+    bid_sz0, ask_sz0 = np.nan_to_num(bid_sz), np.nan_to_num(ask_sz)
     ts = df["ts"].astype("int64")
-    seg = df["gap"].astype(int).cumsum()
-    for i in range(cfg.levels):
-        for src, short in (("bid_px", "bp"), ("bid_sz", "bs"), ("ask_px", "ap"), ("ask_sz", "as")):
-            df[f"{short}{i}"] = df[src].apply(lambda v, i=i: v[i] if len(v) > i else np.nan)
-    out["best_bid"], out["best_ask"] = df["bp0"], df["ap0"]
-    out["best_bid_sz"], out["best_ask_sz"] = df["bs0"], df["as0"]
-    out["mid"] = (df["bp0"] + df["ap0"]) / 2
-    out["spread"] = df["ap0"] - df["bp0"]
-    out["spread_bps"] = out["spread"] / out["mid"] * 1e4
-    for x in cfg.depth_bps:
-        out[f"depth_bid_{x:g}bps"] = [
-            sz[px >= m * (1 - x * 1e-4)].sum() for px, sz, m in zip(df["bid_px"], df["bid_sz"], out["mid"], strict=True)]
-        out[f"depth_ask_{x:g}bps"] = [
-            sz[px <= m * (1 + x * 1e-4)].sum() for px, sz, m in zip(df["ask_px"], df["ask_sz"], out["mid"], strict=True)]
-    k = cfg.levels
-    out["slope_bid"] = df["bid_sz"].apply(lambda v: v[:k].sum()) / (
-        (out["mid"] - df["bid_px"].apply(lambda v: v[:k][-1])) / out["mid"] * 1e4)
-    out["slope_ask"] = df["ask_sz"].apply(lambda v: v[:k].sum()) / (
-        (df["ask_px"].apply(lambda v: v[:k][-1]) - out["mid"]) / out["mid"] * 1e4)
-    out["imb_1"] = (df["bs0"] - df["as0"]) / (df["bs0"] + df["as0"])
-    for c in cfg.cumulative_imbalance_levels:
-        b = df[[f"bs{i}" for i in range(c)]].sum(axis=1)
-        a = df[[f"as{i}" for i in range(c)]].sum(axis=1)
-        out[f"imb_cum_{c}"] = (b - a) / (b + a)
-    w = np.exp(-cfg.ew_imbalance_decay * np.arange(k))
-    b = df[[f"bs{i}" for i in range(k)]].to_numpy() @ w
-    a = df[[f"as{i}" for i in range(k)]].to_numpy() @ w
-    out["imb_ew"] = (b - a) / (b + a)
-    out["wmid"] = (df["bp0"] * df["as0"] + df["ap0"] * df["bs0"]) / (df["bs0"] + df["as0"])
+    seg = df["gap"].fillna(False).astype(int).cumsum()
 
-    def ok(n):
-        return (seg.shift(n) == seg) & (ts.shift(n) == ts - n * interval_ns)
+    def level(m: np.ndarray, i: int) -> pd.Series:
+        return pd.Series(m[:, i] if m.shape[1] > i else np.full(n, np.nan))
+
+    def filled(m: np.ndarray, i: int) -> pd.Series:
+        return level(m, i).fillna(0.0)
+
+    def ratio(num, den):
+        return (num / den).where(den > 0)
+
+    out = pd.DataFrame({"ts": df["ts"]})
+    bb, ba, bbs, bas = level(bid_px, 0), level(ask_px, 0), level(bid_sz, 0), level(ask_sz, 0)
+    out["best_bid"], out["best_ask"], out["best_bid_sz"], out["best_ask_sz"] = bb, ba, bbs, bas
+    mid = (bb + ba) / 2
+    out["mid"] = mid
+    out["spread"] = ba - bb
+    out["spread_bps"] = out["spread"] / mid / 1e-4
+    for x in cfg.depth_bps:
+        bid_in = (bid_px - (mid.to_numpy() * (1 - x * 1e-4))[:, None]) >= 0
+        ask_in = (ask_px - (mid.to_numpy() * (1 + x * 1e-4))[:, None]) <= 0
+        out[f"depth_bid_{x:g}bps"] = np.where(bid_null, np.nan, np.where(bid_in, bid_sz0, 0).sum(1))
+        out[f"depth_ask_{x:g}bps"] = np.where(ask_null, np.nan, np.where(ask_in, ask_sz0, 0).sum(1))
+    k = cfg.levels
+    for side, px, sz, sign in (("bid", bid_px, bid_sz0, 1), ("ask", ask_px, ask_sz0, -1)):
+        size = sz[:, :k].sum(1)
+        depth = np.isfinite(px[:, :k]).sum(1)
+        last = np.where(depth > 0, px[np.arange(n), np.maximum(depth - 1, 0)]
+                        if px.shape[1] else np.nan, np.nan)
+        distance = sign * (mid - last) / mid / 1e-4
+        out[f"slope_{side}"] = ratio(pd.Series(size), distance)
+    out["imb_1"] = ratio(filled(bid_sz, 0) - filled(ask_sz, 0), filled(bid_sz, 0) + filled(ask_sz, 0))
+    for c in cfg.cumulative_imbalance_levels:
+        b, a = pd.Series(bid_sz0[:, :c].sum(1)), pd.Series(ask_sz0[:, :c].sum(1))
+        out[f"imb_cum_{c}"] = ratio(b - a, b + a)
+    w = np.exp(-cfg.ew_imbalance_decay * np.arange(k))
+    b = pd.Series(np.pad(bid_sz0[:, :k], ((0, 0), (0, max(0, k - bid_sz.shape[1])))) @ w)
+    a = pd.Series(np.pad(ask_sz0[:, :k], ((0, 0), (0, max(0, k - ask_sz.shape[1])))) @ w)
+    out["imb_ew"] = ratio(b - a, b + a)
+    out["wmid"] = ratio(bb * bas + ba * bbs, bbs + bas)
+
+    def ok(m):
+        return (seg.shift(m) == seg) & (ts.shift(m) == ts - m * interval_ns)
 
     ok1 = ok(1)
+    events = []
     for i in range(cfg.ofi_levels):
-        bp, bs, ap, as_ = df[f"bp{i}"], df[f"bs{i}"], df[f"ap{i}"], df[f"as{i}"]
-        e = (np.where(bp >= bp.shift(), bs, 0) - np.where(bp <= bp.shift(), bs.shift(), 0)
-             - np.where(ap <= ap.shift(), as_, 0) + np.where(ap >= ap.shift(), as_.shift(), 0))
-        df[f"e{i}"] = pd.Series(e).where(ok1)
-    bucket = np.searchsorted(ts.to_numpy(), tr["ts_recv"].astype("int64").to_numpy(), "left")
-    tr = tr.assign(row=bucket)[bucket < len(df)]
-    buy = tr[tr["side"] > 0].groupby("row")["size"].sum().reindex(range(len(df)), fill_value=0.0)
-    sell = tr[tr["side"] < 0].groupby("row")["size"].sum().reindex(range(len(df)), fill_value=0.0)
-    r1 = np.log(out["mid"] / out["mid"].shift()).where(ok1)
+        bp, bs, ap, as_ = level(bid_px, i), level(bid_sz, i), level(ask_px, i), level(ask_sz, i)
+        e = (np.where(bp >= bp.shift(), bs, 0.0) - np.where(bp <= bp.shift(), bs.shift(), 0.0)
+             - np.where(ap <= ap.shift(), as_, 0.0) + np.where(ap >= ap.shift(), as_.shift(), 0.0))
+        events.append(pd.Series(e).where(ok1))
+    if trades_path is not None:
+        tr = pd.read_parquet(trades_path, columns=["ts_recv", "size", "side"])
+        row = np.searchsorted(ts.to_numpy(), tr["ts_recv"].astype("int64").to_numpy(), "left")
+        keep = row < n
+        size, side, row = tr["size"].to_numpy()[keep], tr["side"].to_numpy()[keep], row[keep]
+        buy = pd.Series(np.bincount(row[side > 0], size[side > 0], minlength=n))
+        sell = pd.Series(np.bincount(row[side < 0], size[side < 0], minlength=n))
+    r1 = np.log(mid / mid.shift()).where(ok1)
     for w_ns in cfg.lookbacks_ns:
-        n = w_ns // interval_ns
+        m = w_ns // interval_ns
         name = f"{w_ns // S}s" if w_ns < 60 * S else f"{w_ns // (60 * S)}m"
-        okn = ok(n)
-        for i in range(cfg.ofi_levels):
-            out[f"ofi_{i + 1}_{name}"] = df[f"e{i}"].rolling(n).sum().where(okn)
-        bw, sw = buy.rolling(n).sum().where(okn), sell.rolling(n).sum().where(okn)
-        out[f"tfi_{name}"] = ((bw - sw) / (bw + sw)).where(bw + sw > 0, 0.0).where(okn)
-        out[f"signed_vol_{name}"] = bw - sw
-        out[f"ret_{name}"] = np.log(out["mid"] / out["mid"].shift(n)).where(okn)
-        out[f"rvol_{name}"] = np.sqrt((r1**2).rolling(n).sum()).where(okn)
-    angle = (ts % (86_400 * S)) / (86_400 * S) * 2 * math.pi
+        okm = ok(m)
+        for i, e in enumerate(events):
+            out[f"ofi_{i + 1}_{name}"] = e.rolling(m).sum().where(okm)
+        if trades_path is None:
+            out[f"tfi_{name}"] = out[f"signed_vol_{name}"] = np.nan
+        else:
+            bw, sw = buy.rolling(m).sum().where(okm), sell.rolling(m).sum().where(okm)
+            total = bw + sw
+            out[f"tfi_{name}"] = ((bw - sw) / total).where(total > 0, 0.0).where(total.notna())
+            out[f"signed_vol_{name}"] = bw - sw
+        out[f"ret_{name}"] = np.log(mid / mid.shift(m)).where(okm)
+        out[f"rvol_{name}"] = np.sqrt((r1**2).rolling(m).sum()).where(okm)
+    angle = (ts % DAY) / DAY * 2 * math.pi
     out["tod_sin"], out["tod_cos"] = np.sin(angle), np.cos(angle)
+    cost = 2 * fee_bps * 1e-4
     for h in horizons_ns:
-        n = h // interval_ns
-        fwd = (seg.shift(-n) == seg) & (ts.shift(-n) == ts + n * interval_ns)
+        m = h // interval_ns
+        forward = (seg.shift(-m) == seg) & (ts.shift(-m) == ts + m * interval_ns)
         name = f"{h // S}s" if h < 60 * S else f"{h // (60 * S)}m"
-        out[f"fwd_ret_{name}"] = (out["mid"].shift(-n) / out["mid"] - 1).where(fwd)
-        long_ = out["best_bid"].shift(-n) / out["best_ask"] - 1 > 2 * fee_bps * 1e-4
-        short = 1 - out["best_ask"].shift(-n) / out["best_bid"] > 2 * fee_bps * 1e-4
-        out[f"y_{name}"] = pd.Series(np.where(long_, 1, np.where(short, -1, 0))).where(fwd)
+        out[f"fwd_ret_{name}"] = (mid.shift(-m) / mid - 1).where(forward)
+        long_ = (bb.shift(-m) / ba - 1).where(forward)
+        short = 1 - ba.shift(-m) / bb
+        y = np.where(long_ > cost, 1.0, np.where(short > cost, -1.0, 0.0))
+        out[f"y_{name}"] = pd.Series(y).where(long_.notna())
     return out
 
 
-# ---------------------------------------------------------------- measurements
-
-
-def polars_build(root: Path) -> float:
-    """Seconds for `build_features` end to end: snapshot Parquet in, features Parquet out."""
-    from features.build import build_features
-
-    start = time.perf_counter()
-    build_features(root, "default", HORIZONS, fee_bps=10.0)
-    return time.perf_counter() - start
-
-
-def snapshot_file(root: Path) -> Path:
-    return next((root / "snapshots").rglob("*.parquet"))
-
-
-def decode_only(root: Path) -> float:
-    """Seconds to decode the columns the build reads, the way it reads them, and nothing else."""
-    from features.definitions import SNAPSHOT_COLUMNS
-    from features.partitions import read_snapshot_batches, snapshot_partitions
-
-    (partition,) = snapshot_partitions(root)
-    start = time.perf_counter()
-    for _ in read_snapshot_batches(partition, SNAPSHOT_COLUMNS):
-        pass
-    return time.perf_counter() - start
-
-
-def polars_compute(root: Path) -> tuple[float, object]:
-    """Seconds from decoded Arrow batches in memory to the feature frame (micro-price fit
-    and labels included); the batches and trades are read before the clock starts."""
-    import polars as pl
-
-    from features.build import (
-        feature_frame,
-        fit_microprice_on_training,
-        output_columns,
-        training_rows,
-        with_microprice,
-    )
-    from features.definitions import FEATURE_SETS, SNAPSHOT_COLUMNS
-    from features.partitions import read_snapshot_batches, snapshot_partitions
-
-    (partition,) = snapshot_partitions(root)
-    cfg = FEATURE_SETS["default"]
-    batches = list(read_snapshot_batches(partition, SNAPSHOT_COLUMNS))
-    trades = pl.read_parquet(next((root / "trades").rglob("*.parquet"))).lazy()
-    start = time.perf_counter()
-    frame = feature_frame(batches, trades, interval_ns=INTERVAL, config=cfg,
-                          horizons_ns=HORIZONS, fee_bps=10.0)
-    train_end = int(frame["_ts_ns"][0] + 0.6 * (frame["_ts_ns"][-1] - frame["_ts_ns"][0]))
-    table = fit_microprice_on_training(training_rows(frame, train_end), partition)
-    frame = with_microprice(frame, cfg, table)
-    frame = frame.select(output_columns(frame))
-    return time.perf_counter() - start, frame
-
-
-def peak_rss_kib() -> int:
-    """VmHWM: this process's peak resident size (ru_maxrss would carry the parent's over exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def child_peak_rss_mb(root: Path) -> tuple[float, float]:
-    """Peak RSS of a fresh process after its imports (compiled kernel loaded), and after
-    building `root`'s features."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
-            f"import bench.features as b; from pathlib import Path; import polars, pandas;"
-            f"from features.definitions import FEATURE_SETS, prepare_book;"
-            f"prepare_book([], FEATURE_SETS['default']);"
-            f"base = b.peak_rss_kib();"
-            f"b.polars_build(Path({str(root)!r}));"
-            f"print(base, b.peak_rss_kib())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=ROOT)
-    base, peak = map(int, done.stdout.split())
-    return base / 1024, peak / 1024
-
-
-def check_against_pandas(pandas_frame, polars_frame) -> int:
-    """Every column the pandas anchor computes equals polars' to 1e-9; returns their count."""
-    for column in pandas_frame.columns:
+def check_against_pandas(reference, built) -> int:
+    """Every column of the anchor equals the build's to 1e-9; returns how many."""
+    assert len(reference) == built.height, "row counts differ"
+    assert (built["ts"].dt.epoch("ns").to_numpy() == reference["ts"].astype("int64")).all()
+    for column in reference.columns:
         if column == "ts":
             continue
-        a = pandas_frame[column].to_numpy(float)
-        b = polars_frame[column].to_numpy().astype(float)
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=column)
-    return len(pandas_frame.columns) - 1
+        np.testing.assert_allclose(built[column].to_numpy().astype(float),
+                                   reference[column].to_numpy(float), rtol=1e-9, atol=1e-9,
+                                   equal_nan=True, err_msg=column)
+    return len(reference.columns) - 1
 
 
-def rate(rows: int, seconds: float) -> str:
-    return f"{rows:>9,} rows  {seconds:7.3f} s  {rows / seconds:>12,.0f} rows/s"
+# ---------------------------------------------------------------- runs in fresh processes
+
+# argv: tree, job (build | pandas), data root, settings (JSON). The numba kernel is loaded
+# (compiled into NUMBA_CACHE_DIR if that is empty) before the clock starts.
+CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+job, root, settings = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+from features.build import build_features
+from features.definitions import FEATURE_SETS, prepare_book
+prepare_book([], FEATURE_SETS["default"])
+start_wall, start_cpu = time.perf_counter(), time.process_time()
+if job == "build":
+    build_features(root, "default", settings["horizons"], fee_bps=settings["fee_bps"])
+else:
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("bench_features", settings["bench"])
+    bench_features = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_features)
+    for folder in sorted(Path(root, "snapshots").glob("venue=*/symbol=*/date=*")):
+        trades = Path(str(folder).replace("/snapshots/", "/trades/"))
+        bench_features.pandas_features(folder, trades if trades.is_dir() else None)
+wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": hwm / 1024}))
+"""
+
+# A cold `bookcast features`-like start: process start to the written dataset.
+COLD = """
+import json, sys, time
+start = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+from features.build import build_features
+settings = json.loads(sys.argv[3])
+build_features(sys.argv[2], "default", settings["horizons"], fee_bps=settings["fee_bps"])
+print(time.perf_counter() - start)
+"""
+SETTINGS = json.dumps({"horizons": HORIZONS, "fee_bps": FEE_BPS,
+                       "bench": str(ROOT / "bench" / "features.py")})
+
+
+def run_in(tree: Path, code: str, *args: str, cache: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", code, str(tree), *args], capture_output=True,
+                          text=True, cwd=tree, env=child_env(NUMBA_CACHE_DIR=str(cache)))
+    if done.returncode:
+        raise RuntimeError(f"a run in {tree} failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def scratch_root(inputs: Path, parent: Path) -> Path:
+    """A data root that shares the inputs' snapshots and trades and writes its own features."""
+    root = Path(tempfile.mkdtemp(dir=parent))
+    for dataset in ("snapshots", "trades"):
+        (root / dataset).symlink_to(inputs / dataset)
+    return root
+
+
+def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Path,
+            caches: dict[str, Path]) -> None:
+    import polars as pl
+
+    jobs = {"baseline": (base, "build"), "this tree": (ROOT, "build"), "pandas": (ROOT, "pandas")}
+    results: dict[str, list[dict]] = {name: [] for name in jobs}
+    print(f"\n[{case}: {rows:,} rows, {bytes_per_row(inputs):.0f} B/row on disk; {rounds} "
+          f"rounds; {load()}]")
+    names = list(jobs)
+    for r in range(rounds):
+        for name in names[r % 3:] + names[:r % 3]:
+            tree, job = jobs[name]
+            root = scratch_root(inputs, tmp)
+            results[name].append(json.loads(run_in(tree, CHILD, job, str(root), SETTINGS,
+                                                   cache=caches[name])))
+    this = results["this tree"]
+    for name in ("baseline", "this tree", "pandas"):
+        runs = results[name]
+        wall = statistics.median(x["wall"] for x in runs)
+        cpu = statistics.median(x["cpu"] for x in runs)
+        line = (f"  {name:10s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+                f"peak {statistics.median(x['peak_mib'] for x in runs):6.0f} MiB")
+        if name != "this tree":
+            line += (f"   this tree is {paired_ratio([x['wall'] for x in runs], [t['wall'] for t in this]):4.2f}x "
+                     f"faster (wall), {paired_ratio([x['cpu'] for x in runs], [t['cpu'] for t in this]):4.2f}x "
+                     f"(cpu), paired medians")
+        print(line)
+    # the anchor computes what the build writes
+    root = scratch_root(inputs, tmp)
+    from features.build import build_features
+
+    build_features(root, "default", HORIZONS, fee_bps=FEE_BPS)
+    checked = 0
+    for folder in sorted((root / "snapshots").glob("venue=*/symbol=*/date=*")):
+        relative = folder.relative_to(root / "snapshots")
+        trades = root / "trades" / relative
+        reference = pandas_features(folder, trades if trades.is_dir() else None)
+        built = pl.read_parquet(root / "features" / "default" / relative / "*.parquet")
+        checked = check_against_pandas(reference, built)
+    print(f"  pandas anchor: all {checked} columns equal this tree's to 1e-9  [{load()}]")
+
+
+def cold_start(inputs: Path, base: Path, tmp: Path) -> None:
+    print(f"\n[cold start on {bytes_per_row(inputs):.0f} B/row input: process start to the "
+          f"written dataset; {load()}]")
+    for name, tree in (("baseline", base), ("this tree", ROOT)):
+        cache = Path(tempfile.mkdtemp(dir=tmp))
+        cold = float(run_in(tree, COLD, str(scratch_root(inputs, tmp)), SETTINGS, cache=cache))
+        warm = float(run_in(tree, COLD, str(scratch_root(inputs, tmp)), SETTINGS, cache=cache))
+        print(f"  {name:10s} empty numba cache (JIT compiles) {cold:6.2f} s, "
+              f"cache from that run {warm:6.2f} s")
+
+
+# ---------------------------------------------------------------- codec measurements
+
+
+def codecs(inputs: Path, tmp: Path) -> None:
+    """Snapshot files: decode time of the build's columns per codec and row-group size;
+    features files: write and read time per codec (the choices in writers/build)."""
+    import polars as pl
+
+    from collector.writers import snapshot_row_group_rows
+    from features.definitions import SNAPSHOT_COLUMNS
+
+    snap = pq.read_table(next((inputs / "snapshots").rglob("*.parquet")))
+    print(f"\n[codecs, {snap.num_rows:,} real-like rows; {load()}]")
+    path = tmp / "codec.parquet"
+
+    def best(fn, reps: int = 3) -> tuple[float, float]:
+        walls, cpus = [], []
+        for _ in range(reps):
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            walls.append(time.perf_counter() - w)
+            cpus.append(time.process_time() - c)
+        return min(walls), min(cpus)
+
+    def decode() -> None:
+        for _ in pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
+                batch_size=4096, columns=list(SNAPSHOT_COLUMNS)):
+            pass
+
+    middle = snap["ts"][snap.num_rows // 2].as_py()
+
+    def window() -> None:  # what a chart of five minutes reads (the dashboard's Book page)
+        pl.scan_parquet(path).filter(pl.col("ts").is_between(
+            middle, middle + dt.timedelta(minutes=5))).collect()
+
+    for label, options in (
+            ("zstd, no dictionary, one row group", {}),
+            ("zstd, no dictionary, 10,485-row groups (the collector's)",
+             {"row_group_size": snapshot_row_group_rows(100)}),
+            ("lz4, no dictionary", {"compression": "lz4"}),
+            ("snappy, no dictionary", {"compression": "snappy"}),
+            ("zstd, dictionary", {"use_dictionary": True}),
+            ("uncompressed", {"compression": "none"})):
+        kw = {"compression": "zstd", "use_dictionary": False, **options}
+        write = best(lambda kw=kw: pq.write_table(snap, path, **kw), 1)
+        wall, cpu = best(decode)
+        five = best(window)
+        print(f"  snapshots {label:40s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
+              f"write cpu {write[1]:5.2f} s  decode wall {wall:5.2f} s cpu {cpu:5.2f} s  "
+              f"5-minute window wall {five[0]:5.3f} s")
+    from features.build import build_features
+
+    root = scratch_root(inputs, tmp)
+    (out,) = build_features(root, "default", HORIZONS, fee_bps=FEE_BPS)
+    frame = pl.read_parquet(out)
+    for codec, level in (("zstd", 1), ("zstd", 3), ("lz4", None), ("snappy", None),
+                         ("uncompressed", None)):
+        write = best(lambda c=codec, lv=level: frame.write_parquet(path, compression=c,
+                                                                   compression_level=lv))
+        read = best(lambda: pl.read_parquet(path))
+        print(f"  features {codec} {level or '':2}  {path.stat().st_size / 2**20:6.1f} MiB  write "
+              f"wall {write[0]:5.2f} cpu {write[1]:5.2f}  read wall {read[0]:5.2f} cpu {read[1]:5.2f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--pandas-rows", type=int, default=5_000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="20000,200000",
+                        help="real-like partition sizes, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE)
+    parser.add_argument("--baseline-dir")
+    parser.add_argument("--codecs", action="store_true", help="also the codec measurements")
     args = parser.parse_args()
+    sizes = [int(r) for r in args.rows.split(",") if r]
 
-    with tempfile.TemporaryDirectory() as tmp:
-        small = Path(tmp) / "small"
-        snap = write_synthetic(small, args.pandas_rows)
-        trades = next((small / "trades").rglob("*.parquet"))
-        polars_build(small)  # loads the compiled kernel (cached on disk) outside the clock
-        start = time.perf_counter()
-        pdf = pandas_features(snap, trades)
-        pandas_s = time.perf_counter() - start
-        small_compute_s, pl_frame = polars_compute(small)
-        checked = check_against_pandas(pdf, pl_frame)
-        small_build_s = polars_build(small)
-        p = args.pandas_rows
-        print(f"features bench: {LEVELS}-level snapshots, {INTERVAL // 1_000_000} ms grid, "
-              f"default set ({len(pl_frame.columns) - 1} columns, {checked} checked against "
-              f"pandas to 1e-9), 5 horizons")
-        print(f"  pandas anchor   {rate(p, pandas_s)}  (read + features + labels)")
-        print(f"  polars build    {rate(p, small_build_s)}  ({pandas_s / small_build_s:.1f}x "
-              f"pandas; read, micro-price fit, write)")
-        print(f"  polars compute  {rate(p, small_compute_s)}  ({pandas_s / small_compute_s:.1f}x "
-              f"pandas; decoded batches in memory -> feature frame)")
-
-        timings = {}
-        for rows in (args.rows, 10 * args.rows):
-            root = Path(tmp) / f"r{rows}"
-            path = write_synthetic(root, rows)
-            decode_s = decode_only(root)
-            timings[rows] = polars_build(root)
-            compute_s, _ = polars_compute(root)
-            in_memory_mb = pq.read_table(path).nbytes / 2**20
-            print(f"  {rows:,} rows: input {in_memory_mb:,.0f} MiB in memory, "
-                  f"{path.stat().st_size / 2**20:,.0f} MiB on disk")
-            print(f"    polars build    {rate(rows, timings[rows])}  "
-                  f"({pandas_s / args.pandas_rows * rows / timings[rows]:.1f}x pandas' rate)")
-            print(f"    polars compute  {rate(rows, compute_s)}  "
-                  f"({pandas_s / args.pandas_rows * rows / compute_s:.1f}x pandas' rate)")
-            print(f"    Parquet decode  {rate(rows, decode_s)}  (the 4 list columns + ts, gap "
-                  f"alone: {decode_s / timings[rows]:.0%} of the build)")
-        ratio = timings[10 * args.rows] / timings[args.rows]
-        print(f"  scaling: 10x rows -> {ratio:.1f}x build time")
-
-        rows = 10 * args.rows
-        input_mb = pq.read_table(snapshot_file(Path(tmp) / f"r{rows}")).nbytes / 2**20
-        before, after = child_peak_rss_mb(Path(tmp) / f"r{rows}")
-        print(f"  peak memory building {rows:,} rows: {after:,.0f} MiB RSS "
-              f"(process before the build {before:,.0f} MiB); build adds {after - before:,.0f} MiB "
-              f"= {(after - before) / input_mb:.2f}x the {input_mb:,.0f} MiB input partition")
+    with tempfile.TemporaryDirectory(prefix="bookcast-features-bench-") as tmp_name, \
+            baseline_tree(args.baseline, args.baseline_dir) as base:
+        tmp = Path(tmp_name)
+        caches = {name: Path(tempfile.mkdtemp(dir=tmp)) for name in ("baseline", "this tree",
+                                                                      "pandas")}
+        real = replay_real(tmp / "real")
+        print(f"features bench: default set, 5 horizons, {INTERVAL // 1_000_000} ms grid; "
+              f"baseline {args.baseline_dir or args.baseline}; python {sys.version.split()[0]}")
+        rows = sum(pq.read_metadata(f).num_rows for f in (real / "snapshots").rglob("*.parquet"))
+        compare("real captures replayed (3 partitions)", real, rows, base, args.rounds, tmp, caches)
+        inputs = {}
+        for n in sizes:
+            inputs[n] = tmp / f"real-like-{n}"
+            write_real_like(real, inputs[n], n)
+            compare("real-like partition", inputs[n], n, base, args.rounds, tmp, caches)
+        if sizes:
+            cold_start(inputs[sizes[0]], base, tmp)
+            if args.codecs:
+                codecs(inputs[sizes[-1]], tmp)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.book import BookLevels
 from collector.capture import CaptureRecord
 from collector.state import SymbolState
 from collector.venues import Venue, venue_class
@@ -71,7 +72,7 @@ class Pipeline:
         self.on_event = on_event
         self._states: dict[str, SymbolState] = {}
         self._next_grid: dict[str, int] = {}  # first grid point not yet written or skipped
-        self._last_levels: dict[str, tuple] = {}
+        self._last_levels: dict[str, BookLevels] = {}
         self.snapshot_writers: dict[str, SnapshotWriter] = {}
         self.trade_writers: dict[str, TradeWriter] = {}
         self.top_check = TopCheck()
@@ -119,11 +120,11 @@ class Pipeline:
             written.extend(writer.files[before:])
         return written
 
-    def write_rotated(self) -> None:
-        """Write the files rotation has already cut, keeping the rows still buffered."""
-        for writer in (*self.snapshot_writers.values(), *self.trade_writers.values()):
-            if writer.rows_pending:
-                writer.write_pending()
+    def write_pending(self) -> list[Path]:
+        """Write the parts the writers' rotation cut so far (not the rows still buffered)."""
+        return [path for writer in (*self.snapshot_writers.values(),
+                                    *self.trade_writers.values())
+                for path in writer.write_pending()]
 
     # -- sampling --------------------------------------------------------------------------
     def advance(self, state: SymbolState, ts_recv: int) -> None:
@@ -164,7 +165,7 @@ class Pipeline:
     def _row(self, state: SymbolState, g: int) -> tuple:
         symbol = state.symbol
         if state.n_updates or state.gap_pending or symbol not in self._last_levels:
-            self._last_levels[symbol] = state.book.top(self.depth)
+            self._last_levels[symbol] = state.book.levels(self.depth)
         row = (g, state.ts_event, state.ts_recv, state.seq, self._last_levels[symbol],
                state.n_updates, state.gap_pending)
         state.n_updates = 0

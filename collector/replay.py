@@ -21,6 +21,8 @@ from collector.venues import VENUES, detect_venue, venue_class
 log = logging.getLogger("bookcast.collector")
 MIN_INTERVAL_NS = 10_000_000
 
+WRITE_CUTS_EVERY = (1 << 12) - 1  # records between writes of the parts rotation cut
+
 
 @dataclass
 class StreamSummary:
@@ -148,10 +150,10 @@ def replay_pipeline(venue: str, paths: list[Path], data_dir: Path | str,
     its books, counters and top-of-book checks can be inspected (tests, notebooks)."""
     pipeline = Pipeline(venue, data_dir, interval_ns=interval_ns, **pipeline_options)
     feed = pipeline.feed
-    for n, rec in enumerate(merge_captures(paths, stats, on_bytes=on_bytes)):
+    for i, rec in enumerate(merge_captures(paths, stats, on_bytes=on_bytes)):
         feed(rec)
-        if not n & 0xFFF:
-            pipeline.write_rotated()  # a rotated file is written now, not held to the end
+        if not i & WRITE_CUTS_EVERY:
+            pipeline.write_pending()  # a finished part waits in memory no longer than this
     pipeline.finish()
     return pipeline
 

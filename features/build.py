@@ -13,12 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import bookcast
 from bookcast.errors import UserError
@@ -73,7 +72,11 @@ def feature_frame(
     working columns (`_*`) the micro-price fit needs. `next_head` (the first rows of the
     next partition, `next_partition_head`) lets labels near the end look past midnight."""
     book = _book(snapshots, config)
-    frame = snapshot_features(book.lazy(), trades, config, interval_ns).collect()
+    # The book is in memory already. Polars' default engine (streaming) took three times the
+    # CPU on these windows and cut the frame into ~70 chunks, which every later select then
+    # glued together again.
+    frame = (snapshot_features(book.lazy(), trades, config, interval_ns)
+             .collect(engine="in-memory"))
     return frame.with_columns(label_columns(frame, horizons_ns, interval_ns, fee_bps, next_head))
 
 
@@ -145,7 +148,9 @@ _MICROPRICE_INPUTS = ("ts", "gap", "best_bid", "best_ask", "best_bid_sz", "best_
 
 def training_rows(frame: pl.DataFrame, train_end_ns: int) -> pl.DataFrame:
     """The rows of a feature frame the micro-price may be fitted on (ts < train_end_ns)."""
-    return frame.filter(pl.col("_ts_ns") < train_end_ns).select(_MICROPRICE_INPUTS)
+    # select first: filtering the whole frame would copy every feature column
+    return (frame.select(*_MICROPRICE_INPUTS, "_ts_ns").filter(pl.col("_ts_ns") < train_end_ns)
+            .drop("_ts_ns"))
 
 
 def fit_microprice_on_training(
@@ -160,21 +165,79 @@ def fit_microprice_on_training(
     return fit_microprice(train, tick_size=tick, interval_ns=partition.interval_ns)
 
 
+# Chosen by measurement on real-like partitions (bench/features.py --codecs): polars'
+# multi-threaded writer; lz4 writes and reads back fastest of the codecs that still
+# compress (zstd is a third smaller and slower both ways).
+FEATURES_COMPRESSION = "lz4"
+
+
 def write_partition(frame: pl.DataFrame, out_dir: Path, metadata: dict[bytes, bytes]) -> Path:
     """Replace the partition's files with one new file, written under a temporary name first."""
     out_dir.mkdir(parents=True, exist_ok=True)
     first_ts = frame["ts"].dt.epoch("ns")[0] if frame.height else 0
     final = out_dir / f"part-{first_ts}.parquet"
     tmp = out_dir / f".{final.name}.tmp"
-    table = frame.to_arrow()
-    # No dictionaries: float features hardly repeat, and building them triples write time.
-    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}),
-                   tmp, compression="zstd", use_dictionary=False)
-    for stale in out_dir.glob("part-*.parquet"):
-        if stale != final:
-            stale.unlink()
-    os.replace(tmp, final)
+    # the metadata goes into the Arrow schema too, where pyarrow's readers look for it
+    schema = frame.head(0).to_arrow().schema.with_metadata(metadata)
+    try:
+        frame.write_parquet(tmp, compression=FEATURES_COMPRESSION, arrow_schema=schema,
+                            metadata={k.decode(): v.decode() for k, v in metadata.items()})
+        for stale in out_dir.glob("part-*.parquet"):
+            if stale != final:
+                stale.unlink()
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return final
+
+
+class _WaitingFrames:
+    """Feature frames computed before their symbol's micro-price table is fitted.
+
+    They wait in memory (a frame is a fifth of its snapshots' size), so nothing is
+    decoded or computed twice; past `budget_bytes` (many training days at once) the
+    rest wait in uncompressed Arrow files beside their output.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.held_bytes = 0
+        self._frames: list[tuple[Partition, Path, pl.DataFrame | Path]] = []
+
+    def add(self, partition: Partition, out_dir: Path, frame: pl.DataFrame) -> None:
+        size = frame.estimated_size()
+        if self.held_bytes + size <= self.budget_bytes:
+            self.held_bytes += size
+            self._frames.append((partition, out_dir, frame))
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spill = out_dir / ".features-before-microprice.arrow.tmp"
+        frame.write_ipc(spill, compression="uncompressed")
+        self._frames.append((partition, out_dir, spill))
+
+    def drain(self) -> Iterator[tuple[Partition, Path, pl.DataFrame]]:
+        """The waiting frames in the order they came, each let go once handed over."""
+        while self._frames:
+            partition, out_dir, held = self._frames.pop(0)
+            if isinstance(held, Path):
+                frame = pl.read_ipc(held)
+                held.unlink()
+            else:
+                frame = held
+                self.held_bytes -= frame.estimated_size()
+            yield partition, out_dir, frame
+
+    def discard(self) -> None:
+        for _, _, held in self._frames:
+            if isinstance(held, Path):
+                held.unlink(missing_ok=True)
+        self._frames.clear()
+
+
+# Frames waiting for a micro-price fit stay in memory up to this size (about 4 days of
+# 100 ms rows of the default set); beyond it they wait on disk.
+WAITING_FRAMES_BUDGET_BYTES = 2 << 30
 
 
 def build_features(
@@ -204,53 +267,50 @@ def build_features(
     sources = []
     with _PartitionProgress(progress, len(partitions)) as advance:
         for key, group in by_symbol.items():
+            fee = fees[group[0].venue]
+            # The micro-price table needs every training row of the symbol (the earliest
+            # partitions); their frames wait until it is fitted, the later ones go
+            # straight out.
+            train_end = None
             if config.microprice:
-                train_ends[key] = (
+                train_end = train_ends[key] = (
                     microprice_train_end_ns if microprice_train_end_ns is not None
                     else _microprice_train_end(group, DEFAULT_MICROPRICE_TRAIN_FRACTION))
-            # The micro-price table needs every training row of the symbol, and each
-            # partition's features are computed once: they wait in an uncompressed Arrow
-            # file (fast to write and to map back) until the table is fitted, instead of
-            # decoding the 100-level snapshots a second time for the fit.
-            pending: list[tuple[Partition, Path, Path]] = []
+            waiting = _WaitingFrames(WAITING_FRAMES_BUDGET_BYTES)
             train: list[pl.DataFrame] = []
             try:
                 for i, p in enumerate(group):
+                    trades = scan_trades(root, p)
                     frame = feature_frame(
-                        read_snapshot_batches(p, SNAPSHOT_COLUMNS), scan_trades(root, p),
+                        read_snapshot_batches(p, SNAPSHOT_COLUMNS), trades,
                         interval_ns=p.interval_ns, config=config, horizons_ns=horizons,
-                        fee_bps=fees[p.venue],
-                        next_head=next_partition_head(group, i, horizons))
-                    out_dir = partition_dir(root / "features", feature_set, p.venue, p.symbol,
-                                            p.date)
+                        fee_bps=fee, next_head=next_partition_head(group, i, horizons))
                     sources.append({"venue": p.venue, "symbol": p.symbol, "date": p.date,
                                     "rows": frame.height, "interval_ns": p.interval_ns,
                                     "files": [str(f.relative_to(root)) for f in p.files],
-                                    "trades": scan_trades(root, p) is not None})
-                    if config.microprice:
-                        train.append(training_rows(frame, train_ends[key]))
-                    if frame.height and config.microprice:
-                        out_dir.mkdir(parents=True, exist_ok=True)
-                        spill = out_dir / ".features-before-microprice.arrow.tmp"
-                        frame.select(output_columns(frame)).write_ipc(spill, compression="uncompressed")
-                        pending.append((p, out_dir, spill))
-                    elif frame.height:
-                        written.append(_write(frame.select(output_columns(frame)), p, out_dir,
-                                              feature_set, fees[p.venue]))
+                                    "trades": trades is not None})
+                    out_dir = partition_dir(root / "features", feature_set, p.venue, p.symbol,
+                                            p.date)
+                    if train_end is None or key in tables:
+                        written += _write(frame, config, tables.get(key), p, out_dir,
+                                          feature_set, fee)
+                    else:
+                        train.append(training_rows(frame, train_end))
+                        waiting.add(p, out_dir, frame)
+                        if frame.height and frame["_ts_ns"][-1] >= train_end:
+                            # later partitions hold no training rows: fit now
+                            tables[key] = fit_microprice_on_training(pl.concat(train), group[0])
+                            for q, q_dir, held in waiting.drain():
+                                written += _write(held, config, tables[key], q, q_dir,
+                                                  feature_set, fee)
                     del frame
                     advance(p.key)
-                if config.microprice:
+                if train_end is not None and key not in tables:
                     tables[key] = fit_microprice_on_training(pl.concat(train), group[0])
-                del train
-                for p, out_dir, spill in pending:
-                    frame = with_microprice(pl.read_ipc(spill), config,
-                                            tables[key])
-                    written.append(_write(frame.select(output_columns(frame)), p, out_dir,
-                                          feature_set, fees[p.venue]))
-                    del frame
+                    for q, q_dir, held in waiting.drain():
+                        written += _write(held, config, tables[key], q, q_dir, feature_set, fee)
             finally:
-                for _, _, spill in pending:
-                    spill.unlink(missing_ok=True)
+                waiting.discard()
 
     out = features_dir(root, feature_set)
     columns = pl.read_parquet_schema(written[0]) if written else {}
@@ -283,11 +343,15 @@ def build_features(
     return written
 
 
-def _write(frame: pl.DataFrame, p: Partition, out_dir: Path, feature_set: str,
-           fee: float) -> Path:
+def _write(frame: pl.DataFrame, config: FeatureConfig, microprice: MicropriceTable | None,
+           p: Partition, out_dir: Path, feature_set: str, fee: float) -> list[Path]:
+    """The partition's output file (none for a partition without rows)."""
+    if not frame.height:
+        return []
+    frame = with_microprice(frame, config, microprice)
     meta = file_metadata(p.venue, p.symbol, feature_set=feature_set,
                          interval_ns=p.interval_ns, fee_bps=fee)
-    return write_partition(frame, out_dir, meta)
+    return [write_partition(frame.select(output_columns(frame)), out_dir, meta)]
 
 
 class _PartitionProgress:

@@ -96,7 +96,7 @@ class BookFeed:
             self._open()
         if t > self.due:
             self.pipeline.sample_until(t)
-            self.pipeline.write_rotated()
+            self.pipeline.write_pending()
             self.due = -(-t // self.step) * self.step
         if t > self.last_t:
             self.last_t = t

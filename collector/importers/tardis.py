@@ -449,7 +449,7 @@ def _import_trades(pipeline: Pipeline, group: list[TardisFile], wanted: set[str]
                     unknown += 1
                     continue
                 trade(states[codes[i]], t, event[i], ids[i], prices[i], sizes[i], side)
-            pipeline.write_rotated()
+            pipeline.write_pending()
             if unknown:
                 warnings.add("trades without an aggressor side",
                              f"{unknown_where}: trade side '{unknown_side}' is neither buy "

@@ -123,3 +123,15 @@ def binance_btc(tmp_path_factory, captures_dir) -> Path:
     replay_captures([captures_dir / "binance-spot" / "btcusdt_20240808-09.jsonl.gz"], root,
                     interval_ns=SECOND, depth=100)
     return root
+
+
+@pytest.fixture(scope="session")
+def binance_btc_100ms(tmp_path_factory, captures_dir) -> Path:
+    """The BTCUSDT spot capture replayed at 100 ms, 100 levels: the grid where windows hold
+    many rows with no trade and an unchanged mid."""
+    from collector.replay import replay_captures
+
+    root = tmp_path_factory.mktemp("binance_100ms")
+    replay_captures([captures_dir / "binance-spot/btcusdt_20240808-09.jsonl.gz"], root,
+                    interval_ns=100_000_000, depth=100)
+    return root

@@ -35,17 +35,23 @@ def bench_module():
     return module
 
 
-def test_build_on_real_binance_equals_the_pandas_reference_in_every_column(binance_btc):
+@pytest.mark.parametrize("replayed, interval_ns, partitions",
+                         [("binance_btc", S, 2), ("binance_btc_100ms", S // 10, 2)])
+def test_build_on_real_binance_equals_the_pandas_reference_in_every_column(
+        request, replayed, interval_ns, partitions):
+    """The vectorised pandas anchor of bench/features.py, on the real capture (whose spot
+    file crosses midnight UTC) at the 1 s default grid and the 100 ms bench grid."""
+    root = request.getfixturevalue(replayed)
     pandas_features = bench_module().pandas_features
-    build_features(binance_btc, "default", HORIZONS, fee_bps=1.0)
-    partitions = sorted((binance_btc / "snapshots").glob("venue=*/symbol=*/date=*"))
-    assert len(partitions) == 2  # the capture crosses midnight UTC
+    build_features(root, "default", HORIZONS, fee_bps=1.0)
+    folders = sorted((root / "snapshots").glob("venue=*/symbol=*/date=*"))
+    assert len(folders) == partitions
     checked_rows = 0
-    for folder in partitions:
-        relative = folder.relative_to(binance_btc / "snapshots")
-        built = pl.read_parquet(binance_btc / "features/default" / relative / "*.parquet")
-        reference = pandas_features(folder, binance_btc / "trades" / relative, fee_bps=1.0,
-                                    interval_ns=S, horizons_ns=HORIZONS)
+    for folder in folders:
+        relative = folder.relative_to(root / "snapshots")
+        built = pl.read_parquet(root / "features/default" / relative / "*.parquet")
+        reference = pandas_features(folder, root / "trades" / relative, fee_bps=1.0,
+                                    interval_ns=interval_ns, horizons_ns=HORIZONS)
         assert built.height == len(reference)
         assert (built["ts"].dt.epoch("ns").to_numpy() == reference["ts"].astype("int64")).all()
         columns = [c for c in reference.columns if c != "ts"]
@@ -64,7 +70,36 @@ def test_build_on_real_binance_equals_the_pandas_reference_in_every_column(binan
         # the real book is deep: depth within 25 bps and the 10-level slope see real sizes
         assert (built["depth_bid_25bps"] > 0).all() and built["slope_ask"].null_count() == 0
         checked_rows += built.height
-    assert checked_rows > 600
+    assert checked_rows > 600 * S // interval_ns
+
+
+def test_flat_windows_give_exact_zeros_not_running_sum_residues(binance_btc_100ms):
+    """On real rows, a window without trades has exactly zero volume and a window with an
+    unchanged mid exactly zero volatility (a running sum left 2e-17 and -1e-20 there,
+    which made tfi -3 and rvol NaN); the imbalance stays within [-1, 1]."""
+    root = binance_btc_100ms
+    build_features(root, "default", HORIZONS, fee_bps=1.0)
+    quiet_trades = quiet_mid = 0
+    for folder in sorted((root / "features/default").glob("venue=*/symbol=*/date=*")):
+        frame = pl.read_parquet(folder / "*.parquet")
+        trades = pl.read_parquet(str(folder).replace("features/default", "trades") + "/*.parquet")
+        ts = frame["ts"].dt.epoch("ns").to_numpy()
+        # trades per row, as the features bucket them: ts[t-1] < ts_recv <= ts[t]
+        row = np.searchsorted(ts, trades["ts_recv"].dt.epoch("ns").to_numpy(), "left")
+        per_row = np.bincount(row[row < ts.size], minlength=ts.size)
+        in_window = np.convolve(per_row, np.ones(10, int))[:ts.size]  # the 1 s window
+        vol, tfi = frame["signed_vol_1s"].to_numpy(), frame["tfi_1s"].to_numpy()
+        no_trade = (in_window == 0) & ~np.isnan(vol)
+        assert (vol[no_trade] == 0).all() and (tfi[no_trade] == 0).all()
+        quiet_trades += int(no_trade.sum())
+        flat = frame.select((pl.col("mid").rolling_max(11) == pl.col("mid").rolling_min(11))
+                            & pl.col("ret_1s").is_not_null()).to_series().to_numpy()
+        assert (frame["rvol_1s"].to_numpy()[flat] == 0).all()
+        quiet_mid += int(flat.sum())
+        for name in ("1s", "10s", "1m"):
+            assert frame[f"tfi_{name}"].drop_nulls().is_between(-1.0, 1.0).all()
+            assert not frame[f"rvol_{name}"].is_nan().any()
+    assert quiet_trades > 30 and quiet_mid > 100  # the case is really there
 
 
 # ---------------------------------------------------------------- ragged books

@@ -77,3 +77,43 @@ def test_research_threshold_comes_from_the_training_slice_only():
     flat = (labels == 0).sum() / labels.drop_nulls().len()
     assert flat == pytest.approx(1 / 3, abs=0.02)
     assert labels.tail(5).is_null().all()  # no 5 rows of future
+
+
+def test_frames_waiting_for_the_fit_give_the_same_dataset_in_memory_or_on_disk(
+        tmp_path, books, monkeypatch):
+    """Partitions before the training end wait for the micro-price table; those after it are
+    written at once. Held in memory or, past the budget, in temporary files: the same bytes
+    of data, the same table, and no temporary file left behind."""
+    import features.build as build
+
+    day = 86_400 * S
+    every_row = []
+    for d in range(4):  # four daily partitions, each with its own book shape
+        rows = [(T0 + d * day + i * S, [(100.0 - 0.5 * (i % 3), 1.0 + d + i % 4)],
+                 [(100.5 + 0.5 * (i % 2), 2.0 + (i * d) % 3)], i == 0) for i in range(50)]
+        books.write_snapshots(tmp_path / "data", rows, tick_size=0.5)
+        every_row += rows
+    train_end = T0 + day + 25 * S  # inside the second partition
+    outputs = {}
+    for label, budget in (("memory", 1 << 30), ("disk", 0)):
+        monkeypatch.setattr(build, "WAITING_FRAMES_BUDGET_BYTES", budget)
+        written = build_features(tmp_path / "data", "compact", [S, 5 * S], fee_bps=0.0,
+                                 microprice_train_end_ns=train_end)
+        assert len(written) == 4
+        outputs[label] = ([pl.read_parquet(p) for p in written],
+                          json.loads((tmp_path / "data/features/compact/config.json")
+                                     .read_text())["microprice"])
+        assert not list((tmp_path / "data").rglob("*.tmp"))
+    (mem_frames, mem_table), (disk_frames, disk_table) = outputs["memory"], outputs["disk"]
+    assert mem_table == disk_table and mem_table["binance-spot BTCUSDT"]["table"] is not None
+    assert all(a.equals(b) for a, b in zip(mem_frames, disk_frames, strict=True))
+    # the micro-price is there in every partition, fitted once for the symbol, on every
+    # training row of every partition before the training end (and on nothing after it)
+    assert all(f["microprice"].null_count() == 0 for f in mem_frames)
+    training = pl.DataFrame(
+        [(ts, gap, b[0][0], a[0][0], b[0][1], a[0][1]) for ts, b, a, gap in every_row
+         if ts < train_end], orient="row",
+        schema=["ts", "gap", "best_bid", "best_ask", "best_bid_sz", "best_ask_sz"],
+    ).with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+    direct = fit_microprice(training, tick_size=0.5, interval_ns=S)
+    assert mem_table["binance-spot BTCUSDT"]["table"] == direct.to_json()
