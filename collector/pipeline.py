@@ -127,6 +127,12 @@ class Pipeline:
                 for path in writer.write_pending()]
 
     # -- sampling --------------------------------------------------------------------------
+    def sample_until(self, t: int) -> None:
+        """Write every synchronised book's grid rows before `t`: for importers, whose
+        streams carry no sequence numbers, so one update vouches for the whole stream."""
+        for state in self._states.values():
+            self.advance(state, t)
+
     def advance(self, state: SymbolState, ts_recv: int) -> None:
         """Write the grid rows before `ts_recv` from the book as it stands (FeedSink)."""
         if not state.valid:

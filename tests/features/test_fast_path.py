@@ -58,10 +58,10 @@ def test_build_on_real_binance_equals_the_pandas_reference_in_every_column(
         assert len(columns) == len(built.columns) - 2  # all but ts and the micro-price
         for column in columns:
             ours, theirs = built[column].to_numpy().astype(float), reference[column].to_numpy(float)
-            if column.startswith(("fwd_ret_", "y_")) and folder != partitions[-1]:
+            if column.startswith(("fwd_ret_", "y_")) and folder != folders[-1]:
                 # The reference stops at the partition's end; labels reach into the next
                 # day (checked row by row in test_labels_cross_midnight_on_real_binance).
-                horizon = parse_duration_ns(column.split("_")[-1]) // S
+                horizon = parse_duration_ns(column.split("_")[-1]) // interval_ns
                 tail = np.arange(len(theirs)) >= len(theirs) - horizon
                 assert np.isnan(theirs[tail]).all() and np.isfinite(ours[tail]).all()
                 ours, theirs = ours[~tail], theirs[~tail]
