@@ -222,9 +222,15 @@ def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
 
     Orders carry the book-walked prices and the fee of their side; the portfolio is marked
     at the mid. Returns per strategy the net equity, the gross equity and vectorbt's trade
-    records. The gross curve (same orders at the mid, no fees) needs no simulation: filled
-    at the mark, an order changes nothing at once, so equity moves by the position held
-    times the change of the mid.
+    records, indexed by book rows from w0.
+
+    vectorbt simulates only the rows where some strategy trades: with explicit prices and
+    amounts no order reads the mark between them, so the fills, fees and trade records are
+    the ones a run over every row gives (tests/backtest/test_equity.py compares the two),
+    and the cost grows with the trades, not with the book. The equity between orders is
+    cash plus the position marked at the mid (`value_from_orders`). The gross curve (same
+    orders at the mid, no fees) needs no simulation: filled at the mark, an order changes
+    nothing at once, so equity moves by the position held times the change of the mid.
     """
     import vectorbt as vbt
 
@@ -235,41 +241,68 @@ def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
     if np.isnan(mid).any():  # a side was empty: mark at the last mid that existed
         close = pl.Series(mid).fill_nan(None).fill_null(strategy="forward") \
             .fill_null(strategy="backward").to_numpy()
-    size = np.full((n_rows, n_cols), np.nan)
-    price = np.full((n_rows, n_cols), np.nan)
-    position = np.zeros((n_rows, n_cols))
+    legs = []  # per strategy: signed size, entry rows, exit rows (from w0), filled fills
+    for fills in strategies.values():
+        ok = fills.ok
+        legs.append((fills.decisions.side[ok].astype(np.float64) * fills.qty[ok],
+                     fills.entry_row[ok] - w0, fills.exit_row[ok] - w0, ok))
+    # The rows vectorbt sees; one row when nothing trades, so the simulation still runs.
+    order_rows = np.unique(np.concatenate([np.zeros(0, np.int64)]
+                                          + [r for leg in legs for r in leg[1:3]]))
+    if order_rows.shape[0] == 0:
+        order_rows = np.zeros(1, np.int64)
+    k = order_rows.shape[0]
+    size = np.full((k, n_cols), np.nan)
+    price = np.full((k, n_cols), np.nan)
     init_cash = np.full(n_cols, float(capital))
     # One fee rate for every order (taker only) is passed as a scalar: no array to broadcast.
     rates = {r for f in strategies.values() for r in (f.entry_fee_rate, f.exit_fee_rate)}
-    fees: float | np.ndarray = rates.pop() if len(rates) == 1 else np.zeros((n_rows, n_cols))
-    for c, fills in enumerate(strategies.values()):
-        ok = fills.ok
-        side = fills.decisions.side[ok].astype(np.float64)
-        q = fills.qty[ok]
-        e = fills.entry_row[ok] - w0
-        x = fills.exit_row[ok] - w0
-        size[e, c] = side * q
-        size[x, c] = -side * q
+    fees: float | np.ndarray = rates.pop() if len(rates) == 1 else np.zeros((k, n_cols))
+    for c, (fills, (signed, e_rows, x_rows, ok)) in enumerate(zip(strategies.values(), legs,
+                                                                  strict=True)):
+        e = np.searchsorted(order_rows, e_rows)
+        x = np.searchsorted(order_rows, x_rows)
+        size[e, c] = signed
+        size[x, c] = -signed
         price[e, c] = fills.entry_px[ok]
         price[x, c] = fills.exit_px[ok]
         if isinstance(fees, np.ndarray):
             fees[e, c] = fills.entry_fee_rate
             fees[x, c] = fills.exit_fee_rate
-        position[e, c] += side * q
-        position[x, c] -= side * q
         # Enough cash that no buy is ever cut short: PnL, not cash, is what we measure.
-        init_cash[c] += float(np.sum(q * fills.entry_px[ok] * (1.0 + fills.entry_fee_rate)))
+        init_cash[c] += float(np.sum(fills.qty[ok] * fills.entry_px[ok]
+                                     * (1.0 + fills.entry_fee_rate)))
     pf = vbt.Portfolio.from_orders(
-        np.broadcast_to(close[:, None], (n_rows, n_cols)), size, price=price, fees=fees,
+        np.broadcast_to(close[order_rows][:, None], (k, n_cols)), size, price=price, fees=fees,
         size_type="amount", direction="both", init_cash=init_cash,
     )
-    value = value_from_orders(pf.orders.values, close, init_cash)
-    records = pf.trades.values
-    held = np.cumsum(position, axis=0)
-    gross = capital + np.concatenate(
-        [np.zeros((1, n_cols)), np.cumsum(held[:-1] * np.diff(close)[:, None], axis=0)])
-    return {name: (value[:, c] - init_cash[c] + capital, gross[:, c], records[records["col"] == c])
-            for c, name in enumerate(strategies)}
+    orders = pf.orders.values.copy()
+    orders["idx"] = order_rows[orders["idx"]]
+    records = pf.trades.values.copy()
+    records["entry_idx"] = order_rows[records["entry_idx"]]
+    records["exit_idx"] = order_rows[records["exit_idx"]]
+    value = value_from_orders(orders, close, init_cash)
+    dmid = np.diff(close)
+    out = {}
+    for c, (name, (signed, e_rows, x_rows, _)) in enumerate(zip(strategies, legs, strict=True)):
+        held = _step_sums(np.concatenate([e_rows, x_rows]), np.concatenate([signed, -signed]),
+                          n_rows)
+        gross = np.empty(n_rows)
+        gross[0] = capital
+        np.cumsum(held[:-1] * dmid, out=gross[1:])
+        gross[1:] += capital
+        out[name] = (value[:, c] - init_cash[c] + capital, gross, records[records["col"] == c])
+    return out
+
+
+def _step_sums(rows: np.ndarray, deltas: np.ndarray, n_rows: int) -> np.ndarray:
+    """The running sum, at every row, of the deltas that happened at or before it: the
+    cumulative sum over a dense grid that is zero except at `rows`, without the grid."""
+    order = np.argsort(rows, kind="stable")
+    running = np.concatenate([[0.0], np.cumsum(deltas[order])])
+    # running[j] holds from the j-th delta's row up to the next one's.
+    spans = np.diff(np.concatenate([[0], rows[order], [n_rows]]))
+    return np.repeat(running, spans)
 
 
 def value_from_orders(orders: np.ndarray, close: np.ndarray, init_cash: np.ndarray
@@ -282,13 +315,14 @@ def value_from_orders(orders: np.ndarray, close: np.ndarray, init_cash: np.ndarr
     """
     n_rows, n_cols = close.shape[0], init_cash.shape[0]
     signed = np.where(orders["side"] == 0, orders["size"], -orders["size"])  # 0: buy
-    cash_flow = np.zeros((n_rows, n_cols))
-    units = np.zeros((n_rows, n_cols))
-    np.add.at(cash_flow, (orders["idx"], orders["col"]),
-              -signed * orders["price"] - orders["fees"])
-    np.add.at(units, (orders["idx"], orders["col"]), signed)
-    return (init_cash[None, :] + np.cumsum(cash_flow, axis=0)
-            + np.cumsum(units, axis=0) * close[:, None])
+    flow = -signed * orders["price"] - orders["fees"]
+    value = np.empty((n_rows, n_cols))
+    for c in range(n_cols):
+        mine = orders["col"] == c
+        rows = orders["idx"][mine]
+        value[:, c] = (init_cash[c] + _step_sums(rows, flow[mine], n_rows)
+                       + _step_sums(rows, signed[mine], n_rows) * close)
+    return value
 
 
 def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int,

@@ -1,21 +1,34 @@
 """How fast is an honest backtest, next to vectorbt's plain one on the same signals?
 
-Prints, for a synthetic book of N snapshots (D levels a side, 100 ms grid):
+For synthetic books of N snapshots (D levels a side, 100 ms grid; default N = 300,000 and
+3,000,000) it prints:
 - the realistic backtest (book-walking fills, one snapshot of latency, taker fees, net and
-  gross portfolios) in snapshots per second,
-- vectorbt's plain `Portfolio.from_signals` on mid "close" prices for the same decisions,
-  measured in the same run: the anchor, with the ratio between the two,
-- the full report (plus three comparison rows, fee and latency curves, the interval),
-- the cold-start wall time of `bookcast backtest` in a new process on a small dataset.
+  gross equity, trade records) against the anchor, vectorbt's plain `Portfolio.from_signals`
+  on mid "close" prices for the same decisions. Both sides do the same work: each derives
+  the decisions from the predictions, simulates, takes the trade records and the equity
+  per row; the equity comes from the order records in NumPy on both sides
+  (`value_from_orders`), since the realistic side does not build vectorbt's pandas
+  `value()` either (`--pandas-value` puts it back on the anchor, for reference). Rounds
+  interleave the two, who goes first alternates, and the ratio is the median of the
+  per-round ratios, with the load average beside it;
+- the full report (plus three comparison rows, fee and latency curves) once;
+- the peak memory of the realistic backtest at each N, in a fresh process: the resident
+  set before it (book and predictions, imports, JIT code) and the peak during it (VmHWM,
+  reset just before), so the backtest's own share shows apart from its input;
+- the cold start of `bookcast backtest` in a new process on 20,000 snapshots, first with an
+  empty Numba cache (so it includes JIT compilation of the fill loops), then again with the
+  cache that run left (`NUMBA_CACHE_DIR` points both at one fresh directory).
 
-    .venv/bin/python bench/backtest.py [--rows 300000] [--depth 10]
+    nice -n 10 .venv/bin/python bench/backtest.py [--rows 300000,3000000] [--depth 10] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +45,9 @@ import polars as pl  # noqa: E402
 
 from backtest import BacktestConfig, run_backtest  # noqa: E402
 from backtest.data import Book  # noqa: E402
+from backtest.engine import value_from_orders  # noqa: E402
 from backtest.signals import prediction_sides, schedule  # noqa: E402
+from bench.baseline import child_env, load, paired_ratio  # noqa: E402
 
 INTERVAL = 100_000_000  # 100 ms
 T0 = 1_723_161_600_000_000_000
@@ -44,11 +59,11 @@ def synthetic_market(rows: int, depth: int, seed: int = 0) -> tuple[Book, pl.Dat
     mid = 60_000.0 + np.cumsum(rng.normal(0.0, 2.0, rows))
     ts = T0 + np.arange(rows, dtype=np.int64) * INTERVAL
     steps = 0.5 + 0.1 * np.arange(depth)
-    sizes = rng.uniform(0.005, 0.02, (rows, 2, depth))
     offsets = np.arange(rows + 1, dtype=np.int64) * depth
     book = Book("binance-spot", "BTCUSDT", ts, np.zeros(rows, bool), mid,
-                (mid[:, None] - steps).ravel(), sizes[:, 0].ravel(), offsets,
-                (mid[:, None] + steps).ravel(), sizes[:, 1].ravel(), offsets.copy(), INTERVAL)
+                (mid[:, None] - steps).ravel(), rng.uniform(0.005, 0.02, rows * depth), offsets,
+                (mid[:, None] + steps).ravel(), rng.uniform(0.005, 0.02, rows * depth),
+                offsets.copy(), INTERVAL)
     p_up = rng.beta(1.0, 6.0, rows)
     p_down = rng.beta(1.0, 6.0, rows) * (1.0 - p_up)
     predictions = pl.DataFrame({
@@ -58,19 +73,13 @@ def synthetic_market(rows: int, depth: int, seed: int = 0) -> tuple[Book, pl.Dat
     return book, predictions
 
 
-def best_of(n: int, fn) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def plain_vectorbt(book: Book, predictions: pl.DataFrame, threshold: float, hold_ns: int,
-                   fee_bps: float):
-    """The anchor: same decisions, filled at the mid 'close' of the signal row, no latency."""
+                   fee_bps: float, pandas_value: bool = False):
+    """The anchor: same decisions, filled at the mid 'close' of the signal row, no latency;
+    trade records and the equity per row, as the realistic run produces them."""
     import vectorbt as vbt
+
+    init_cash = 1e9
 
     def run() -> None:
         side = prediction_sides(predictions["p_down"].to_numpy(), predictions["p_flat"].to_numpy(),
@@ -86,15 +95,77 @@ def plain_vectorbt(book: Book, predictions: pl.DataFrame, threshold: float, hold
         signals["se"][entry[~long_]] = True
         signals["sx"][exit_[~long_]] = True
         pf = vbt.Portfolio.from_signals(book.mid, signals["le"], signals["lx"], signals["se"],
-                                        signals["sx"], fees=fee_bps * 1e-4, init_cash=1e9)
-        pf.value()
+                                        signals["sx"], fees=fee_bps * 1e-4, init_cash=init_cash)
+        if pandas_value:
+            pf.value()
+        else:
+            value_from_orders(pf.orders.values, book.mid, np.array([init_cash]))
         pf.trades.values  # noqa: B018  (the records, as the realistic run builds them)
 
     return run
 
 
-def cold_start(rows: int = 20_000) -> tuple[float, str]:
-    """Wall time of `bookcast backtest` in a fresh process on a small on-disk dataset."""
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(rounds: int, ours, anchor) -> tuple[list[float], list[float]]:
+    """`rounds` timings of each, the two run back to back, who goes first alternating."""
+    mine, theirs = [], []
+    for r in range(rounds):
+        if r % 2:
+            theirs.append(timed(anchor))
+            mine.append(timed(ours))
+        else:
+            mine.append(timed(ours))
+            theirs.append(timed(anchor))
+    return mine, theirs
+
+
+PEAK_CHILD = """
+import gc, json, runpy, sys
+bench = runpy.run_path(sys.argv[1], run_name="bench_child")
+from backtest import run_backtest
+rows, depth = int(sys.argv[2]), int(sys.argv[3])
+small_book, small = bench["synthetic_market"](20_000, depth, seed=1)
+run_backtest(small, small_book, bench["realistic_config"]())  # imports and JIT code first
+book, predictions = bench["synthetic_market"](rows, depth)
+gc.collect()
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM to the current resident set
+run_backtest(predictions, book, bench["realistic_config"]())
+print(json.dumps({"before_mib": before / 1024, "peak_mib": status("VmHWM") / 1024,
+                  "book_mib": sum(a.nbytes for a in (book.ts, book.mid, book.bid_px, book.bid_sz,
+                              book.ask_px, book.ask_sz, book.bid_off, book.ask_off)) / 2**20}))
+"""
+
+
+def peak_memory(rows: int, depth: int) -> dict[str, float]:
+    """Resident set before the realistic backtest and its peak during it, fresh process."""
+    done = subprocess.run([sys.executable, "-c", PEAK_CHILD, __file__, str(rows), str(depth)],
+                          capture_output=True, text=True, env=child_env(), cwd=_HERE.parent)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+THRESHOLD, HOLD_NS, FEE_BPS = 0.45, 10_000_000_000, 10.0
+
+
+def realistic_config(full: bool = False) -> BacktestConfig:
+    return BacktestConfig(fee_bps=FEE_BPS, hold_ns=HOLD_NS, horizon_ns=HOLD_NS,
+                          latency_ns=INTERVAL, notional=2_000.0, threshold=THRESHOLD,
+                          baselines=full, curves=full)
+
+
+def cold_starts(rows: int = 20_000) -> list[tuple[str, float, str]]:
+    """Wall time of `bookcast backtest` in a fresh process on a small on-disk dataset, with
+    an empty Numba cache (JIT compilation included) and then with the cache it left."""
     from collector.writers import SnapshotWriter
 
     root = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
@@ -120,64 +191,70 @@ def cold_start(rows: int = 20_000) -> tuple[float, str]:
         bookcast = Path(sys.executable).with_name("bookcast")
         command = [str(bookcast), "backtest", "--run", "bench", "--data-dir", str(root),
                    "--threshold", "0.45"]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        how = "bookcast backtest"
-        if done.returncode != 0:
-            # Another package's import can break the whole CLI while it is being built;
-            # then time this package's command alone, and say so.
-            print(f"  `bookcast backtest` failed ({done.stderr.strip().splitlines()[-1]}); "
-                  "timing backtest.cli alone")
-            code = ("import sys, typer; from backtest.cli import register; app = typer.Typer(); "
-                    "app.callback()(lambda: None); register(app); app(sys.argv[1:])")
+        env = child_env(NUMBA_CACHE_DIR=str(root / "numba-cache"))
+        out = []
+        for label in ("empty Numba cache (JIT compilation included)", "warm Numba cache"):
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", code, *command[1:]],
-                                  capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
             wall = time.perf_counter() - start
-            how = "backtest.cli alone"
             if done.returncode != 0:
                 raise SystemExit(done.stderr)
-        return wall, how
+            out.append((label, wall, "bookcast backtest"))
+        cached = sum(1 for _ in (root / "numba-cache").rglob("*.nbi"))
+        out[0] = (f"{out[0][0]}, {cached} functions cached", *out[0][1:])
+        return out
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=300_000)
-    parser.add_argument("--depth", type=int, default=10)
-    args = parser.parse_args()
-    from vectorbt._engine import is_rust_available
-
-    print(f"building a {args.rows:,}-snapshot book, {args.depth} levels a side ...")
-    book, predictions = synthetic_market(args.rows, args.depth)
-    threshold, hold_ns, fee_bps = 0.45, 10_000_000_000, 10.0
-    realistic = BacktestConfig(fee_bps=fee_bps, hold_ns=hold_ns, horizon_ns=hold_ns,
-                               latency_ns=INTERVAL, notional=2_000.0, threshold=threshold,
-                               baselines=False, curves=False)
-    full = BacktestConfig(fee_bps=fee_bps, hold_ns=hold_ns, horizon_ns=hold_ns,
-                          latency_ns=INTERVAL, notional=2_000.0, threshold=threshold)
-    anchor = plain_vectorbt(book, predictions, threshold, hold_ns, fee_bps)
+def measure(rows: int, depth: int, rounds: int, pandas_value: bool) -> None:
+    """Both sides at one book size, interleaved."""
+    book, predictions = synthetic_market(rows, depth)
+    anchor = plain_vectorbt(book, predictions, THRESHOLD, HOLD_NS, FEE_BPS, pandas_value)
+    realistic = realistic_config()
     result = run_backtest(predictions, book, realistic)  # warm-up: Numba caches, imports
     anchor()
     touch = 0.5 + 1e-9  # the best level lies 0.5 from the mid: beyond it, the order walked
-    walked = float(((result.trades["entry_px"] - result.trades["entry_mid"]).abs() > touch).mean())
-    t_real = best_of(3, lambda: run_backtest(predictions, book, realistic))
-    t_plain = best_of(3, anchor)
-    t_full = best_of(1, lambda: run_backtest(predictions, book, full))
-    n = len(book)
-    print(f"vectorbt engine: {'rust' if is_rust_available() else 'numba'}; "
+    walked = float(((result.trades["entry_px"] - result.trades["entry_mid"]).abs()
+                    > touch).mean())
+    mine, theirs = interleaved(rounds, lambda: run_backtest(predictions, book, realistic),
+                               anchor)
+    t_full = timed(lambda: run_backtest(predictions, book, realistic_config(full=True)))
+    t_real, t_plain = statistics.median(mine), statistics.median(theirs)
+    print(f"\n{rows:,} snapshots, {depth} levels a side: "
           f"{result.stats['n_trades']} round trips, {walked:.0%} deeper than one level")
-    print(f"realistic backtest (book walking, latency, net+gross): {t_real * 1e3:8.1f} ms "
-          f"= {n / t_real:12,.0f} snapshots/s")
-    print(f"vectorbt from_signals on mid closes (anchor):         {t_plain * 1e3:8.1f} ms "
-          f"= {n / t_plain:12,.0f} snapshots/s")
-    print(f"ratio realistic / plain: {t_real / t_plain:.2f}x slower (target <= 2x)")
-    print(f"full report (+3 comparison rows, fee & latency curves, interval): "
-          f"{t_full * 1e3:8.1f} ms = {n / t_full:12,.0f} snapshots/s")
-    wall, how = cold_start()
-    print(f"cold start, {how} in a new process (20,000 snapshots): {wall:.2f} s wall")
+    print(f"  realistic backtest (book walking, latency, net+gross): median "
+          f"{t_real * 1e3:8.1f} ms = {rows / t_real:12,.0f} snapshots/s")
+    print(f"  vectorbt from_signals on mid closes (anchor):         median "
+          f"{t_plain * 1e3:8.1f} ms = {rows / t_plain:12,.0f} snapshots/s")
+    print(f"  paired ratio realistic / anchor: {paired_ratio(mine, theirs):.2f}x "
+          f"(target <= 2x); {load()}")
+    print(f"  full report (+3 comparison rows, fee & latency curves): {t_full * 1e3:8.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="300000,3000000",
+                        help="snapshot counts, comma-separated")
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pandas-value", action="store_true",
+                        help="the anchor also builds vectorbt's pandas value() (reference)")
+    args = parser.parse_args()
+    from vectorbt._engine import is_rust_available
+
+    print(f"vectorbt engine: {'rust' if is_rust_available() else 'numba'}; "
+          f"{args.rounds} interleaved rounds; {load()}")
+    for rows in (int(r) for r in args.rows.split(",")):
+        measure(rows, args.depth, args.rounds, args.pandas_value)
+        gc.collect()  # the book is freed before the fresh process builds its own
+        peak = peak_memory(rows, args.depth)
+        print(f"  peak memory, fresh process: {peak['before_mib']:,.0f} MiB resident before "
+              f"(book {peak['book_mib']:,.0f} MiB), {peak['peak_mib']:,.0f} MiB peak during, "
+              f"{peak['peak_mib'] - peak['before_mib']:,.0f} MiB for the backtest itself")
+    for label, wall, how in cold_starts():
+        print(f"\ncold start, {how} in a new process (20,000 snapshots), {label}: {wall:.2f} s "
+              "wall")
 
 
 if __name__ == "__main__":
