@@ -86,6 +86,8 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Batch size (PyTorch models).")] = 256,
     window: Annotated[int, typer.Option(help="DeepLOB input window in snapshots.")] = 100,
     monotone: Annotated[bool, typer.Option(help="LightGBM: constrain p_up to rise with bid pressure.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="PyTorch models: torch.compile the network (pays off on long GPU runs).")] = False,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="CUDA: fixed cuDNN algorithms, reproducible to the bit, instead of autotuned ones.")] = False,
 ) -> None:
     """Train a model and every baseline; write an immutable runs/<run_id>/."""
     import json
@@ -95,6 +97,7 @@ def train(
     config = _config(model, horizon, loss, sampler, device, epochs, seed, feature_set, venue,
                      symbol, fee_bps, batch_size, window)
     config.monotone = monotone
+    config.compile, config.deterministic = compile, deterministic
     run_dir = train_run(data_dir, config, progress=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print_metrics(metrics, f"{run_dir.name} (test split)")

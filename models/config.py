@@ -42,6 +42,8 @@ class TrainConfig:
     monotone: bool = False                # LightGBM: p_up non-decreasing in bid pressure
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     max_train_rows: int | None = None     # cap for quick runs; keeps the latest rows
+    deterministic: bool = False           # CUDA: fixed cuDNN algorithms instead of autotuning
+    compile: bool = False                 # PyTorch models: torch.compile the network
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:

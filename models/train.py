@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    WeightedRandomSampler,
+)
 
 from models.config import TrainConfig
 from models.forecaster import (
@@ -52,12 +58,14 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed every generator. cuDNN autotunes its convolution algorithms (fastest on a GPU,
+    not bit-reproducible) unless `deterministic`; the CPU path is deterministic either way."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
 
 
 class ArrayBatches(Dataset):
@@ -82,6 +90,62 @@ def _whole_batch(batch: Any) -> Any:
     return batch  # __getitems__ already built the batch
 
 
+class DeviceBatches:
+    """The inputs held on the device once, batches cut there: no host copy per step.
+
+    X is an ndarray (n, F) or a SequenceView; for a view only its (N, F) rows travel and
+    each batch's windows are gathered on the device, with the same float32 arithmetic as
+    `SequenceView.__getitem__` (offset columns relative to the window's last row, missing
+    values 0), so a batch equals the host's to the bit.
+    """
+
+    def __init__(self, X: Any, device: torch.device) -> None:
+        from models.dataset import SequenceView
+
+        self.view = isinstance(X, SequenceView)
+        values = X.values if self.view else X
+        self.values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(device)
+        if self.view:
+            self.ends = torch.from_numpy(np.asarray(X.ends, dtype=np.int64)).to(device)
+            self.steps = torch.arange(-(X.window - 1), 1, device=device)
+            self.offset = self.columns = None
+            if X.offset is not None and X.offset_columns is not None:
+                self.offset = torch.from_numpy(
+                    np.asarray(X.offset, dtype=np.float32)).to(device)
+                self.columns = torch.from_numpy(np.asarray(X.offset_columns, bool)).to(device)
+
+    @staticmethod
+    def nbytes(X: Any) -> int:
+        """Device bytes the inputs take: the rows of a view, not its windows."""
+        from models.dataset import SequenceView
+
+        values = X.values if isinstance(X, SequenceView) else X
+        return int(np.prod(values.shape)) * 4 + (len(X) * 12 if isinstance(X, SequenceView)
+                                                 else 0)
+
+    @classmethod
+    def fitting(cls, X: Any, device: torch.device) -> DeviceBatches | None:
+        """Device-resident inputs when on CUDA and they take at most a quarter of the free
+        memory (the rest is the network's activations); None: batches come from the host."""
+        if device.type != "cuda" or not hasattr(X, "shape"):
+            return None
+        free, _ = torch.cuda.mem_get_info(device)
+        return cls(X, device) if cls.nbytes(X) <= free // 4 else None
+
+    def __len__(self) -> int:
+        return len(self.ends) if self.view else len(self.values)
+
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
+        if not self.view:
+            return self.values[rows]
+        ends = self.ends[rows]
+        batch = self.values[ends[:, None] + self.steps]  # (B, T, F)
+        if self.offset is not None:
+            shift = torch.where(self.columns, self.offset[ends][:, None, None], 0.0)
+            batch = batch - shift
+        return torch.nan_to_num(batch, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 @dataclass
 class TrainHistory:
     epochs: list[dict[str, float]] = field(default_factory=list)
@@ -92,15 +156,36 @@ class TrainHistory:
 
 
 def predict_logits(net: nn.Module, X: Any, device: torch.device, batch_size: int = 1024,
-                   ) -> np.ndarray:
+                   on_device: DeviceBatches | None = None) -> np.ndarray:
+    """Logits of X in batches. On CUDA the inputs come from `on_device` when given, else
+    from pinned host memory without blocking; the logits stay on the device until one copy
+    at the end, so the loop never waits for the GPU."""
     net.eval()
     out = []
+    cuda = device.type == "cuda"
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                         enabled=device.type == "cuda"):
+                                         enabled=cuda):
         for start in range(0, len(X), batch_size):
-            xb = torch.from_numpy(np.asarray(X[start:start + batch_size], dtype=np.float32))
-            out.append(net(xb.to(device, non_blocking=True)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.float32)
+            if on_device is not None:
+                rows = torch.arange(start, min(start + batch_size, len(X)), device=device)
+                xb = on_device[rows]
+            else:
+                xb = torch.from_numpy(np.asarray(X[start:start + batch_size],
+                                                 dtype=np.float32))
+                xb = (xb.pin_memory() if cuda else xb).to(device, non_blocking=True)
+            out.append(net(xb).float())
+    if not out:
+        return np.zeros((0, 3), dtype=np.float32)
+    return torch.cat(out).cpu().numpy()
+
+
+def _epoch_batches(sampler: Any, batch_size: int, drop_last: bool,
+                   device: torch.device) -> list[torch.Tensor]:
+    """One epoch's batches of row indices, drawn as the DataLoader draws them (the same
+    sampler through a BatchSampler), sent to the device in one copy."""
+    rows = [i for batch in BatchSampler(sampler, batch_size, drop_last) for i in batch]
+    order = torch.as_tensor(rows, dtype=torch.int64).to(device, non_blocking=True)
+    return list(torch.split(order, batch_size))
 
 
 def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.ndarray,
@@ -113,16 +198,25 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
     may draw training rows class-balanced (config.sampler); neither touches validation.
     A checkpoint is written after every epoch; if `checkpoint_path` exists the loop
     resumes from it (same config), so an interrupted run loses at most one epoch.
+
+    On CUDA (the CPU path is the plain loop): inputs live on the device when they fit
+    (`DeviceBatches`), else pinned batches copy without blocking; the losses add up on the
+    device and are read once per epoch, so no step waits for the GPU; cuDNN autotunes
+    unless `config.deterministic`; `config.compile` runs the network through
+    torch.compile (state and checkpoints stay those of the plain module).
     """
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
     device = choose_device(config.device)
     net.to(device)
+    model = torch.compile(net) if config.compile else net
     y_idx = to_index(y)
     weights = loss_class_weights(config.loss, y_idx)
     ratio = training_prior_ratio(y, weights, config.sampler == "balanced")
     loss_fn = make_loss(config.loss, weights, config.focal_gamma).to(device)
+    # CUDA: one fused kernel for the whole update instead of one launch per tensor.
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+                                  weight_decay=config.weight_decay,
+                                  fused=True if device.type == "cuda" else None)
     generator = torch.Generator().manual_seed(config.seed)
     if config.sampler == "balanced":  # rows drawn with probability 1/count(class)
         counts = np.bincount(y_idx, minlength=3).astype(float)
@@ -131,9 +225,13 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
                                         generator=generator)
     else:
         sampler = RandomSampler(range(len(y_idx)), generator=generator)
+    drop_last = len(y_idx) > config.batch_size
     loader = DataLoader(ArrayBatches(X, y_idx), batch_size=config.batch_size, sampler=sampler,
                         collate_fn=_whole_batch, pin_memory=device.type == "cuda",
-                        drop_last=len(y_idx) > config.batch_size)
+                        drop_last=drop_last)
+    train_on_device = DeviceBatches.fitting(X, device)
+    val_on_device = DeviceBatches.fitting(X_val, device)
+    y_on_device = torch.as_tensor(y_idx).to(device)
 
     history, start_epoch, best_state, stale = TrainHistory(), 0, None, 0
     if checkpoint_path is not None and checkpoint_path.exists():
@@ -153,23 +251,34 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
 
         epochs = progress_bar(epochs, f"training {type(net).__name__}", unit="epochs")
     for epoch in epochs:
-        net.train()
-        started, total_loss, batches = time.perf_counter(), 0.0, 0
-        for xb, yb in loader:
+        model.train()
+        started, seen_before = time.perf_counter(), seen
+        # float64 on the device: the same sum as adding each step's loss as a Python float.
+        total_loss, batches = torch.zeros((), dtype=torch.float64, device=device), 0
+        if train_on_device is not None:
+            steps = ((train_on_device[rows], y_on_device[rows]) for rows in
+                     _epoch_batches(sampler, config.batch_size, drop_last, device))
+        else:
+            steps = loader
+        for xb, yb in steps:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                                 enabled=device.type == "cuda"):
-                loss = loss_fn(net(xb).float(), yb)
+                loss = loss_fn(model(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             optimizer.step()
-            total_loss, batches, seen = total_loss + loss.item(), batches + 1, seen + len(yb)
-        busy += time.perf_counter() - started
+            total_loss += loss.detach()
+            batches, seen = batches + 1, seen + len(yb)
+        total_loss = float(total_loss.item())  # the epoch's one wait for the device
+        took = time.perf_counter() - started
+        busy += took
 
-        raw_loss, val_loss = validation_log_loss(predict_logits(net, X_val, device), y_val,
-                                                 ratio)
+        raw_loss, val_loss = validation_log_loss(
+            predict_logits(model, X_val, device, on_device=val_on_device), y_val, ratio)
         history.epochs.append({"epoch": epoch, "train_loss": total_loss / max(batches, 1),
+                               "train_seconds": took, "train_samples": seen - seen_before,
                                "val_log_loss_uncalibrated": raw_loss,
                                "val_log_loss": val_loss})
         if val_loss < history.best_val_log_loss - 1e-9:
@@ -229,7 +338,7 @@ class TorchForecaster:
 
     def fit(self, X: Any, y: np.ndarray, X_val: Any = None,
             y_val: np.ndarray | None = None) -> TorchForecaster:
-        seed_everything(self.config.seed)
+        seed_everything(self.config.seed, self.config.deterministic)
         self.n_features_ = int(X.shape[-1])
         self.net_ = self.build_net(self.n_features_)
         if X_val is None or y_val is None:
