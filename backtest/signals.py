@@ -138,6 +138,8 @@ def _pick_non_overlapping(order: np.ndarray, ts: np.ndarray, hold_ns: int, n_max
     """Accept candidate rows in `order` whose [ts, ts + hold] overlaps no accepted one."""
     n = ts.shape[0]
     taken = np.zeros(n, np.bool_)
+    # Accepted entry rows, counted in a Fenwick tree: how many lie in a range, in log n.
+    entries = np.zeros(n + 1, np.int64)
     chosen = np.empty(min(n_max, n), np.int64)
     k = 0
     for c in range(order.shape[0]):
@@ -146,20 +148,32 @@ def _pick_non_overlapping(order: np.ndarray, ts: np.ndarray, hold_ns: int, n_max
         i = order[c]
         if ts[i] > last_entry_ts:
             continue
-        # Each accepted trade marks the rows from its entry through its exit time; two
-        # intervals overlap exactly when the later one's entry row is marked or it would
-        # mark an earlier entry row, so checking and marking [i, stop) is enough.
+        # Accepted trades mark the rows from entry to exit ([a, b), disjoint, b > a). The
+        # candidate's rows [i, stop) meet one exactly when row i is marked or an accepted
+        # entry lies in (i, stop): two O(1)/O(log n) checks instead of a scan of the hold,
+        # and marking costs n rows at most over the whole call.
+        if taken[i]:
+            continue
         stop = np.searchsorted(ts, ts[i] + hold_ns, side="right")
-        free = True
-        for j in range(i, stop):
-            if taken[j]:
-                free = False
-                break
-        if free:
-            for j in range(i, stop):
-                taken[j] = True
-            chosen[k] = i
-            k += 1
+        inside = 0
+        j = stop  # entries in [0, stop) minus entries in [0, i + 1)
+        while j > 0:
+            inside += entries[j]
+            j -= j & -j
+        j = i + 1
+        while j > 0:
+            inside -= entries[j]
+            j -= j & -j
+        if inside > 0:
+            continue
+        for r in range(i, stop):
+            taken[r] = True
+        j = i + 1
+        while j <= n:
+            entries[j] += 1
+            j += j & -j
+        chosen[k] = i
+        k += 1
     return np.sort(chosen[:k])
 
 
