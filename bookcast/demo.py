@@ -37,7 +37,8 @@ class DemoConfig:
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     seed: int = 7
     captures: tuple[Path, ...] = ()
-    live_seconds: float = 30.0
+    # long enough for several flushes, two metric reports and a raw capture to replay
+    live_seconds: float = 10.0
     interval: str = "1s"
     horizon: str = "10s"
     # one fee for labels, decision rules and backtests: the level a top-tier trader pays,
@@ -47,8 +48,10 @@ class DemoConfig:
     # LightGBM is also trained at these horizons, so the verdict's heat-map has a model
     # across horizons; the other models forecast `horizon` only (DeepLOB is slow on a CPU)
     extra_horizons: tuple[str, ...] = ("1s", "5s", "30s", "60s")
-    deeplob_epochs: int = 2
-    deeplob_max_train_rows: int = 3000
+    # DeepLOB on a CPU trains tens of windows a second: the demo shows the stage, a GPU
+    # (or `bookcast train --model deeplob`) trains it for real
+    deeplob_epochs: int = 1
+    deeplob_max_train_rows: int = 1000
     steps_done: list[str] = field(default_factory=list)
 
 
@@ -203,7 +206,7 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
     try:
         address = emulator.addresses[venue]
         args = ["--venue", venue, "--endpoint", address, "--interval",
-                format_duration_ns(interval_ns), "--flush-interval", "5s"]
+                format_duration_ns(interval_ns), "--flush-interval", "2s"]
         for symbol in symbols:
             args += ["--symbol", symbol]
         daemon = DaemonProcess(data_dir, *args, log=data_dir.parent / "live-daemon.log")
@@ -211,7 +214,7 @@ def live_collection(captures: list[Path], venue: str, symbols: list[str], data_d
                       f"http://127.0.0.1:{daemon.metrics_port}/metrics")
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            report_at = min(deadline, time.monotonic() + 10.0)
+            report_at = min(deadline, time.monotonic() + 5.0)
             while time.monotonic() < report_at:  # short sleeps: a signal stops it at once
                 time.sleep(min(0.25, max(0.0, report_at - time.monotonic())))
             m = daemon.metrics()
@@ -333,7 +336,7 @@ def demo(
                                                      "venue's presets).")] = None,
     capture: Annotated[list[Path] | None, typer.Option(help="Real capture files instead of "
                                                        "the simulator.")] = None,
-    live_seconds: Annotated[float, typer.Option(help="Seconds of live collection.")] = 30.0,
+    live_seconds: Annotated[float, typer.Option(help="Seconds of live collection.")] = 10.0,
     interval: Annotated[str | None, typer.Option(help="Snapshot grid (default 1s, 100ms with "
                                                       "--capture).")] = None,
     horizon: Annotated[str, typer.Option(help="Label horizon the models forecast.")] = "10s",
@@ -341,7 +344,7 @@ def demo(
                                                 "rules and the backtests (the verdict shows "
                                                 "every fee).")] = 1.0,
     models: Annotated[str, typer.Option(help="Models to train.")] = "logistic,lightgbm,deeplob",
-    deeplob_epochs: Annotated[int, typer.Option(help="DeepLOB epochs (CPU: keep it small).")] = 2,
+    deeplob_epochs: Annotated[int, typer.Option(help="DeepLOB epochs (CPU: keep it small).")] = 1,
     seed: Annotated[int, typer.Option(help="Simulation and training seed.")] = 7,
 ) -> None:
     """Run the whole pipeline and print the verdict: would these forecasts have paid?"""
