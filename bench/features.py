@@ -302,15 +302,26 @@ def pandas_features(snap_path: Path, trades_path: Path | None, fee_bps: float = 
 
 
 def check_against_pandas(reference, built) -> int:
-    """Every column of the anchor equals the build's to 1e-9; returns how many."""
+    """Every column of the anchor equals the build's to 1e-9; returns how many.
+
+    The anchor reads one partition; the build's forward returns and labels look into the
+    next one (DESIGN.md: labels across partitions), so in the last horizon of a partition,
+    where the anchor has no future, those two families are compared only where the anchor
+    has a value."""
     assert len(reference) == built.height, "row counts differ"
-    assert (built["ts"].dt.epoch("ns").to_numpy() == reference["ts"].astype("int64")).all()
+    ts = reference["ts"].astype("int64").to_numpy()
+    assert (built["ts"].dt.epoch("ns").to_numpy() == ts).all()
+    tail = ts > ts.max() - max(HORIZONS)
     for column in reference.columns:
         if column == "ts":
             continue
-        np.testing.assert_allclose(built[column].to_numpy().astype(float),
-                                   reference[column].to_numpy(float), rtol=1e-9, atol=1e-9,
-                                   equal_nan=True, err_msg=column)
+        theirs = reference[column].to_numpy(float)
+        ours = built[column].to_numpy().astype(float)
+        if column.startswith(("fwd_ret_", "y_")):
+            keep = ~(tail & np.isnan(theirs))
+            theirs, ours = theirs[keep], ours[keep]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9, equal_nan=True,
+                                   err_msg=column)
     return len(reference.columns) - 1
 
 
