@@ -285,7 +285,9 @@ def pandas_features(snap_path: Path, trades_path: Path | None, fee_bps: float = 
             out[f"tfi_{name}"] = ((bw - sw) / total).where(total > 0, 0.0).where(total.notna())
             out[f"signed_vol_{name}"] = bw - sw
         out[f"ret_{name}"] = np.log(mid / mid.shift(m)).where(okm)
-        out[f"rvol_{name}"] = np.sqrt((r1**2).rolling(m).sum()).where(okm)
+        # pandas' rolling sum runs a running total: a window of zero returns after large
+        # ones can come out a hair below 0, whose sqrt would be NaN; a sum of squares is >= 0.
+        out[f"rvol_{name}"] = np.sqrt((r1**2).rolling(m).sum().clip(lower=0.0)).where(okm)
     angle = (ts % DAY) / DAY * 2 * math.pi
     out["tod_sin"], out["tod_cos"] = np.sin(angle), np.cos(angle)
     cost = 2 * fee_bps * 1e-4
