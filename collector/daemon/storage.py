@@ -199,11 +199,15 @@ def warm_up_writers() -> None:
     first flush does not pay for it (a second of imports would stall the disk writer)."""
     import io
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from bookcast.schema import SNAPSHOT_SCHEMA
     from collector.capture import compress_capture
 
-    pq.write_table(SNAPSHOT_SCHEMA.empty_table(), io.BytesIO(),  # from_pylist imports pandas
-                   compression="zstd", use_dictionary=False)
+    # typed empty columns: Schema.empty_table() and from_pylist import pandas (a second),
+    # which the writers never need (tests/collector/test_import_weight.py)
+    empty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in SNAPSHOT_SCHEMA],
+                                 schema=SNAPSHOT_SCHEMA)
+    pq.write_table(empty, io.BytesIO(), compression="zstd", use_dictionary=False)
     compress_capture(b"{}\n", ".zst")
