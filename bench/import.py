@@ -55,16 +55,16 @@ def _tardis_files_module():
     return module
 
 
-def depth_only_capture(copies: int, out: Path) -> tuple[Path, int]:
+def depth_only_capture(copies: int, span_ns: int, out: Path) -> tuple[Path, int]:
     """The capture's REST snapshot and depth diffs, `copies` times one after the other, with
-    receive times, event times and update ids moved on for each copy. Returns the file and
+    receive times, event times and update ids moved on by `span_ns` (the tardis copies'
+    shift, so both sides' copies meet the grid alike) for each copy. Returns the file and
     its number of level updates (snapshot levels included)."""
     from collector.capture import CaptureWriter, iter_capture
 
     records = [r for r in iter_capture(CAPTURE)
                if r.kind == "http" or (r.kind == "recv" and '"depthUpdate"' in (r.data or ""))]
-    first_ns, last_ns = records[0].ts_ns, records[-1].ts_ns
-    span_ns = last_ns - first_ns + 1_000_000_000
+    assert span_ns > records[-1].ts_ns - records[0].ts_ns, "copies would overlap"
     span_ms = span_ns // 1_000_000
     messages = [orjson.loads(r.data) for r in records]
     ids = [i for m in messages for i in ((m["lastUpdateId"],) if "lastUpdateId" in m
@@ -134,10 +134,12 @@ def main() -> None:
     tardis_files = _tardis_files_module()
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         work = Path(tmp)
-        inputs = {1: (TARDIS, depth_only_capture(1, work / "capture-1x.jsonl.gz")[0]),
+        span_ns = tardis_files.copy_span_us(TARDIS) * 1000
+        inputs = {1: (TARDIS, depth_only_capture(1, span_ns, work / "capture-1x.jsonl.gz")[0]),
                   args.copies: (tardis_files.write_shifted_copies(
                       TARDIS, args.copies, work / f"tardis-{args.copies}x.csv.gz"),
-                      depth_only_capture(args.copies, work / f"capture-{args.copies}x.jsonl.gz")[0])}
+                      depth_only_capture(args.copies, span_ns,
+                                         work / f"capture-{args.copies}x.jsonl.gz")[0])}
         load_before = os.getloadavg()
         results: dict[tuple[int, str], list[dict]] = {}
         for round_no in range(args.runs):
