@@ -242,8 +242,10 @@ def freeze(proc: subprocess.Popen, deadline: float) -> None:
         time.sleep(0.01)
 
 
-def test_ctrl_c_in_the_middle_of_a_long_import_leaves_the_data_root_as_it_was(
-        tardis_dir, data_dir):
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_in_the_middle_of_a_long_import_leaves_the_data_root_as_it_was(
+        tardis_dir, data_dir, signum, status):
     # full depth at 10 ms: a file is cut every 100 rows, about a second of the capture's
     # minutes, so finished files are staged long before the end
     l2 = tardis_file(tardis_dir, "binance-futures", "incremental_book_L2")
@@ -252,8 +254,8 @@ def test_ctrl_c_in_the_middle_of_a_long_import_leaves_the_data_root_as_it_was(
                     "--interval", "10ms", "-q")
     deadline = time.monotonic() + 240
     # The import is looked at only while it is stopped, so it cannot finish between the
-    # look and the Ctrl-C however busy the machine is: once it has staged finished files
-    # (rows really written, which only the discard may remove), the SIGINT is queued while
+    # look and the signal however busy the machine is: once it has staged finished files
+    # (rows really written, which only the discard may remove), the signal is queued while
     # it is still stopped and arrives the moment it runs again.
     try:
         while True:
@@ -262,11 +264,11 @@ def test_ctrl_c_in_the_middle_of_a_long_import_leaves_the_data_root_as_it_was(
                 break
             proc.send_signal(signal.SIGCONT)
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
     finally:
         proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert "Traceback" not in err
     assert tree(data_dir) == before
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".")]
