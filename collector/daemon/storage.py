@@ -205,9 +205,7 @@ def warm_up_writers() -> None:
     from bookcast.schema import SNAPSHOT_SCHEMA
     from collector.capture import compress_capture
 
-    # typed empty columns: Schema.empty_table() and from_pylist import pandas (a second),
-    # which the writers never need (tests/collector/test_import_weight.py)
-    empty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in SNAPSHOT_SCHEMA],
-                                 schema=SNAPSHOT_SCHEMA)
-    pq.write_table(empty, io.BytesIO(), compression="zstd", use_dictionary=False)
+    # from_batches: from_pylist and Schema.empty_table import pandas (a second, and 60 MB)
+    pq.write_table(pa.Table.from_batches([], schema=SNAPSHOT_SCHEMA), io.BytesIO(),
+                   compression="zstd", use_dictionary=False)
     compress_capture(b"{}\n", ".zst")
