@@ -1,7 +1,7 @@
 """The same faults on all five venues: no wrong row without gap = true, every fault counted.
 
 The full matrix (5 venues x 7 faults) is marked `chaos` (`pytest -m chaos tests/daemon`);
-`make test` runs one fault per venue, every fault at least once (SHORT).
+`make test` runs every fault and every venue at least once (SHORT).
 Set BOOKCAST_CHAOS_REPORT=FILE to collect each case's figures (bench/collector_reliability.py
 renders them into the table of docs/collector.md).
 """
@@ -18,7 +18,8 @@ from .chaos import FAULTS, VENUES, CaseResult, run_case
 
 SHORT = [("binance-spot", "disk_full"), ("binance-usdm", "sigkill"),
          ("coinbase-advanced", "gap"), ("coinbase-exchange", "corrupt"),
-         ("kraken", "kill"), ("coinbase-exchange", "stall"), ("kraken", "drop")]
+         ("kraken", "kill"), ("coinbase-exchange", "stall"), ("kraken", "drop"),
+         ("binance-spot", "kill")]  # the issue's stale rows: Binance across an outage
 FULL = [(v, f) for v in VENUES for f in FAULTS if (v, f) not in SHORT]
 # protocols that cannot see every lost update (docs/collector.md, "Guarantees")
 UNDETECTABLE = {("coinbase-exchange", "gap"), ("kraken", "gap")}
