@@ -162,12 +162,20 @@ class DaemonProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> tuple[int, float]:
+        """Signal the daemon and wait for it: (exit status, wall seconds to exit). The wall
+        time includes waiting for a core on a busy machine; `own_shutdown_s` does not."""
         started = time.monotonic()
         self.proc.send_signal(sig)
         rc = self.proc.wait(timeout)
         self.log_file.close()
         return rc, time.monotonic() - started
+
+    def own_shutdown_s(self) -> float | None:
+        """The daemon's own account of its shutdown (signal handled to everything handed
+        over or given up), from its "stopped" log line; None if it has not stopped."""
+        stopped = [e for e in self.events() if e.get("event", "").startswith("stopped")]
+        return float(stopped[-1]["shutdown_s"]) if stopped else None
 
     def close(self, timeout: float = 15.0) -> None:
         """Stop the daemon the way systemd does: SIGTERM, so it flushes and logs "stopped";

@@ -75,10 +75,12 @@ class CaseResult:
     wrong_flagged: int = 0
     wrong_unverified: int = 0  # wrong only below the venue's verified depth (reported)
     outage_rows: int = 0  # rows standing for a moment the stream was down
+    oldest_book_s: float = 0.0  # the largest ts - ts_recv of a row: how old its book was
     lost_s: dict[str, float] = field(default_factory=dict)  # SIGKILL: raw / Parquet tail
     timeline: list[tuple[float, str]] = field(default_factory=list)  # disk_full: events
     exit_code: int | None = None
-    shutdown_s: float = 0.0
+    shutdown_s: float = 0.0  # SIGTERM to exit, wall time (a loaded machine's share)
+    own_shutdown_s: float | None = None  # the same by the daemon's account ("stopped")
 
     def report(self) -> None:
         """Append the result as one JSON line to $BOOKCAST_CHAOS_REPORT, if set."""
@@ -187,6 +189,7 @@ def run_case(venue: str, fault: str, processes: list, slices: dict[str, Path],
         final = daemon.metrics()
         rc, seconds = daemon.terminate(signal.SIGTERM)
         result.exit_code, result.shutdown_s = rc, round(seconds, 3)
+        result.own_shutdown_s = daemon.own_shutdown_s()
         result.injected = stats
         result.detected = {k: final.get(k, 0.0) for k in (
             "bookcast_gaps_total", "bookcast_parse_errors_total", "bookcast_resyncs_total",
@@ -334,6 +337,8 @@ def judge_rows(result: CaseResult, data_dir: Path, venue: str, setup: VenueSetup
         assert table.num_rows > 0, f"no rows for {symbol}"
         rows = table.drop_columns(["ts", "ts_event", "ts_recv"]).to_pydict()
         rows["ts"] = _ns(table, "ts")
+        ages = [t - r for t, r in zip(rows["ts"], _ns(table, "ts_recv"), strict=True)]
+        result.oldest_book_s = max(result.oldest_book_s, round(max(ages) / 1e9, 3))
         n = table.num_rows
         result.rows += n
         for i in range(n):

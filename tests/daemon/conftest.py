@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -11,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from collector.capture import CaptureWriter, encode_record, iter_capture
+from collector.daemon.service import SHUTDOWN_S
 from collector.processes import BOOKCAST, STARTUP_S, DaemonProcess, EmulatorProcess
 
-__all__ = ["BOOKCAST", "STARTUP_S", "Daemon", "Emulator"]
+__all__ = ["BOOKCAST", "STARTUP_S", "Daemon", "Emulator", "stop_in_time"]
 
 
 def write_slice(source: Path, dest: Path, records: int) -> Path:
@@ -40,6 +42,18 @@ def slices(captures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 Emulator = EmulatorProcess
 Daemon = DaemonProcess
+
+
+def stop_in_time(daemon: DaemonProcess, sig: int = signal.SIGTERM) -> int:
+    """Signal the daemon; its own account of the shutdown (signal to everything written or
+    given up) must stay within SHUTDOWN_S, and the process must be gone within terminate's
+    generous deadline. The wall time to exit is not asserted: on a loaded machine it
+    includes waiting for a core, which no code of ours bounds. Returns the exit status."""
+    rc, seconds = daemon.terminate(sig)
+    own = daemon.own_shutdown_s()
+    assert own is not None and own < SHUTDOWN_S, \
+        f"shutdown took {own} s by the daemon's account ({seconds:.1f} s to exit)"
+    return rc
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The same faults on all five venues: no wrong row without gap = true, every fault counted.
 
 The full matrix (5 venues x 7 faults) is marked `chaos` (`pytest -m chaos tests/daemon`);
-`make test` runs one fault per venue, every fault at least once (SHORT).
+`make test` runs every fault and every venue at least once (SHORT).
 Set BOOKCAST_CHAOS_REPORT=FILE to collect each case's figures (bench/collector_reliability.py
 renders them into the table of docs/collector.md).
 """
@@ -12,21 +12,31 @@ from pathlib import Path
 
 import pytest
 
+from collector.daemon.service import SHUTDOWN_S
+
 from .chaos import FAULTS, VENUES, CaseResult, run_case
 
 SHORT = [("binance-spot", "disk_full"), ("binance-usdm", "sigkill"),
          ("coinbase-advanced", "gap"), ("coinbase-exchange", "corrupt"),
-         ("kraken", "kill"), ("coinbase-exchange", "stall"), ("kraken", "drop")]
+         ("kraken", "kill"), ("coinbase-exchange", "stall"), ("kraken", "drop"),
+         ("binance-spot", "kill")]  # the issue's stale rows: Binance across an outage
 FULL = [(v, f) for v in VENUES for f in FAULTS if (v, f) not in SHORT]
 # protocols that cannot see every lost update (docs/collector.md, "Guarantees")
 UNDETECTABLE = {("coinbase-exchange", "gap"), ("kraken", "gap")}
+# Binance's diff streams update every 100 ms (10 ms played at 10x): a row whose book is
+# older than this stands for a moment the stream was down (the issue's 1.5 s bound)
+OLDEST_BINANCE_BOOK_S = 1.5
 
 
 def check(result: CaseResult) -> None:
     result.report()
     case = (result.venue, result.fault)
-    assert result.exit_code == 0 and result.shutdown_s < 5.0, result
+    # the wall time to exit (shutdown_s) is reported, not asserted: see stop_in_time
+    assert result.exit_code == 0 and result.own_shutdown_s is not None \
+        and result.own_shutdown_s < SHUTDOWN_S, result
     assert result.outage_rows == 0, result
+    if result.venue.startswith("binance"):
+        assert result.oldest_book_s <= OLDEST_BINANCE_BOOK_S, result
     if case not in UNDETECTABLE:
         assert result.wrong == 0 and result.wrong_flagged == 0, result
     d, i = result.detected, result.injected

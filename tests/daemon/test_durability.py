@@ -14,7 +14,7 @@ from collector.capture import iter_capture
 from collector.replay import replay_captures
 
 from .chaos import sigkill_loss, wait_for
-from .conftest import Daemon, Emulator, raw_files, read_rows
+from .conftest import Daemon, Emulator, raw_files, read_rows, stop_in_time
 
 FLUSH_S = 0.5
 
@@ -129,8 +129,7 @@ def soak(processes: list, captures: list[Path], data_dir: Path, loops: int,
                 and metrics["bookcast_queue_depth"] == 0:
             break
     messages = int(metrics["bookcast_messages_total"])
-    rc, seconds = daemon.terminate()
-    assert rc == 0 and seconds < 5
+    assert stop_in_time(daemon) == 0
     assert messages >= min_messages
     # the feed outran the daemon, which waited instead of dropping: the only gaps are
     # the joins between loops, at most one per symbol per join (when the emulator is a
