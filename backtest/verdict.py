@@ -395,15 +395,28 @@ def _conclusion(summary: SymbolSummary, rows: list[dict[str, Any]],
         text += "; where they traded enough, they lose"
     wanted = [n for n in needs if n["symbol"] == summary.symbol and is_model(n["strategy"])]
     if wanted:
-        trades = max(n["trades_needed"] for n in wanted)
-        hours = [n["test_hours_needed"] for n in wanted if n["test_hours_needed"] is not None]
-        text += (f". Deciding the inconclusive model rows needs up to ~{trades:,} trades"
-                 + (f", about {max(hours):,.1f} h of test data ({max(hours) / summary.test_share:,.1f}"
-                    f" h recorded, the test split being the last {summary.test_share:.0%})"
-                    if hours else ""))
+        closest = min(wanted, key=lambda n: n["trades_needed"])
+        text += (f". The inconclusive model row closest to a verdict ({closest['strategy']} "
+                 f"{closest['horizon']} {closest['execution']} at {closest['fee_bps']:g} bps) "
+                 f"needs ~{closest['trades_needed']:,} trades"
+                 + _hours_text(closest["test_hours_needed"], summary.test_share))
+        farthest = max(wanted, key=lambda n: n["trades_needed"])
+        if farthest is not closest:
+            hours = farthest["test_hours_needed"]
+            text += (f"; the farthest ~{farthest['trades_needed']:,}"
+                     + ("" if hours is None else
+                        f" ({hours / summary.test_share:,.1f} h recorded)"))
     elif not any(r["n_trades"] for r in models):
         text += "; the models did not trade at any fee"
     return text + "."
+
+
+def _hours_text(test_hours: float | None, test_share: float) -> str:
+    """How long a recording the test hours take, the test split being its last share."""
+    if test_hours is None:
+        return ""
+    return (f", about {test_hours:,.1f} h of test data ({test_hours / test_share:,.1f} h "
+            f"recorded, the test split being the last {test_share:.0%})")
 
 
 # ---------------------------------------------------------------- heat-map

@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
 
 from backtest.verdict import is_model, run_verdict  # noqa: E402
+from bookcast.errors import UserError  # noqa: E402
 from bookcast.timeutil import parse_duration_ns  # noqa: E402
 from collector.replay import replay_captures  # noqa: E402
 from features.build import build_features  # noqa: E402
@@ -63,12 +64,17 @@ def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> di
     for venue, symbol in markets:
         for horizon in horizons:
             for model in args.models.split(","):
-                run = train_run(root, TrainConfig(model=model, horizon_ns=horizon,
-                                                  fee_bps=args.fee_bps, seed=seed,
-                                                  venue=venue, symbol=symbol))
+                config = TrainConfig(model=model, horizon_ns=horizon, fee_bps=args.fee_bps,
+                                     seed=seed, venue=venue, symbol=symbol, window=args.window)
+                try:
+                    run = train_run(root, config)
+                except UserError as exc:  # e.g. a capture too short for the horizon
+                    print(f"{venue} {symbol} {model} {horizon / 1e9:g}s skipped: {exc}",
+                          file=sys.stderr, flush=True)
+                    continue
                 if model == "lightgbm":
                     metrics = json.loads((run / "metrics.json").read_text())
-                    name = f"{symbol} {run.name.split('-')[2]}" if len(markets) > 1 else \
+                    name = f"{venue} {symbol} {run.name.split('-')[2]}" if len(markets) > 1 else \
                         run.name.split("-")[2]
                     skill[name] = metrics["probability_skill"]
     report = run_verdict(root)
@@ -130,6 +136,8 @@ def main() -> None:
     parser.add_argument("--models", default="lightgbm,logistic")
     parser.add_argument("--horizons", default="1s,10s")
     parser.add_argument("--fee-bps", type=float, default=1.0)
+    parser.add_argument("--window", type=int, default=TrainConfig.window,
+                        help="DeepLOB's input rows; with the feature lookback, the embargo.")
     parser.add_argument("--keep", type=Path, default=None, help="Keep each seed's data here.")
     args = parser.parse_args()
     results = []

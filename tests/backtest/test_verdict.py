@@ -191,3 +191,25 @@ def test_on_the_real_capture_the_verdict_is_inconclusive_and_says_how_much_data(
         assert need["trades_needed"] >= 50
         assert need["recorded_hours_needed"] > real_verdict.symbols[0].test_hours
     assert np.isclose(real_verdict.symbols[0].test_share, 0.2)
+
+
+def test_on_the_real_capture_the_printed_verdict_names_the_row_closest_to_a_verdict(
+        real_verdict):
+    import io
+
+    from backtest.verdict import is_model, print_verdict
+
+    out = io.StringIO()
+    print_verdict(real_verdict, file=out)
+    text = " ".join(out.getvalue().split())
+    wanted = [n for n in real_verdict.needs if is_model(n["strategy"])]
+    if not wanted:
+        assert "the models did not trade at any fee" in text
+        return
+    closest = min(wanted, key=lambda n: n["trades_needed"])
+    assert (f"closest to a verdict ({closest['strategy']} {closest['horizon']} "
+            f"{closest['execution']} at {closest['fee_bps']:g} bps) needs "
+            f"~{closest['trades_needed']:,} trades") in text
+    if closest["test_hours_needed"] is not None:
+        recorded = closest["test_hours_needed"] / real_verdict.symbols[0].test_share
+        assert f"({recorded:,.1f} h recorded" in text
