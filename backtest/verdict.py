@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,9 @@ class SymbolSummary:
     test_share: float
     runs: list[str]
     frontier: dict[str, dict[str, float | None]]  # execution -> horizon -> bps
+    # The rows' `symbol`: the symbol, or "<venue> <symbol>" when the same symbol was
+    # trained on more than one venue (spot and perpetual BTCUSDT are different markets).
+    label: str = ""
 
 
 @dataclass
@@ -226,8 +230,10 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
     items: Iterable = by_symbol.items()
     if progress:
         items = terminal.progress(list(by_symbol.items()), "verdict", total=len(by_symbol))
+    venues = Counter(name for _, name in by_symbol)
     for (venue, name), run_dirs in items:
-        symbol_rows, summary = judge_symbol(root, venue, name, run_dirs, notional)
+        label = name if venues[name] == 1 else f"{venue} {name}"
+        symbol_rows, summary = judge_symbol(root, venue, name, run_dirs, notional, label)
         for row in symbol_rows:
             if row["needs"] is not None:
                 test_hours = row["needs"]["test_hours"]
@@ -267,9 +273,12 @@ def _json_default(value: Any) -> Any:
 
 
 def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
-                 notional: float = NOTIONAL) -> tuple[list[dict[str, Any]], SymbolSummary]:
+                 notional: float = NOTIONAL, label: str | None = None,
+                 ) -> tuple[list[dict[str, Any]], SymbolSummary]:
     """Every row of one symbol: its models at their horizons, the comparison rows at the
-    same horizons, the oracle at every horizon a model was trained for."""
+    same horizons, the oracle at every horizon a model was trained for. `label` is the
+    rows' `symbol` (default: the symbol itself)."""
+    label = label or symbol
     cache: dict = {}
     contexts = [load_context(run_dir, root, cache) for run_dir in run_dirs]
     fees = fee_levels(venue)
@@ -289,7 +298,7 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
         test_ts = group[0].data.ts[group[0].splits.test]
         for execution in EXECUTIONS:
             for fee in fees:
-                cell = {"symbol": symbol, "horizon": horizon, "fee_bps": float(fee),
+                cell = {"symbol": label, "horizon": horizon, "fee_bps": float(fee),
                         "execution": execution}
                 for c in group:
                     ts, side = c.decide("model", fee, execution)
@@ -315,7 +324,7 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
         horizons=[format_duration_ns(h) for h in sorted(by_horizon)],
         test_hours=max(test_spans) / HOUR_NS,
         test_share=float(contexts[0].config.fractions[2]),
-        runs=[c.meta["run_id"] for c in contexts], frontier=frontier)
+        runs=[c.meta["run_id"] for c in contexts], frontier=frontier, label=label)
     return rows, summary
 
 
@@ -341,7 +350,7 @@ def print_verdict(report: VerdictReport, file: IO[str] | None = None) -> None:
         out.write(textwrap.fill(text, width, break_long_words=False) + "\n")
 
     for summary in report.symbols:
-        rows = [r for r in report.rows if r["symbol"] == summary.symbol]
+        rows = [r for r in report.rows if r["symbol"] == summary.label]
         for execution in EXECUTIONS:
             grid: dict[tuple[str, str], dict[float, dict[str, Any]]] = {}
             for r in rows:
@@ -389,11 +398,11 @@ def _conclusion(summary: SymbolSummary, rows: list[dict[str, Any]],
     if paying:
         parts = [f"{s} {h} {e} at {', '.join(f'{f:g}' for f in sorted(fees))} bps"
                  for (s, h, e), fees in paying.items()]
-        return f"{summary.symbol}: pays after spread and fees: {'; '.join(parts)}."
-    text = f"{summary.symbol}: no model pays at any fee"
+        return f"{summary.label}: pays after spread and fees: {'; '.join(parts)}."
+    text = f"{summary.label}: no model pays at any fee"
     if any(r["verdict"] == "loses" for r in models):
         text += "; where they traded enough, they lose"
-    wanted = [n for n in needs if n["symbol"] == summary.symbol and is_model(n["strategy"])]
+    wanted = [n for n in needs if n["symbol"] == summary.label and is_model(n["strategy"])]
     if wanted:
         closest = min(wanted, key=lambda n: n["trades_needed"])
         text += (f". The inconclusive model row closest to a verdict ({closest['strategy']} "
@@ -435,7 +444,7 @@ def write_heatmap(rows: list[dict[str, Any]], summaries: list[SymbolSummary],
     panels = []
     for summary in summaries:
         strategies = list(dict.fromkeys(r["strategy"] for r in rows
-                                        if r["symbol"] == summary.symbol
+                                        if r["symbol"] == summary.label
                                         and not r["strategy"].startswith("random")))
         for execution in EXECUTIONS:
             panels.append((summary, execution, strategies))
@@ -457,8 +466,8 @@ def write_heatmap(rows: list[dict[str, Any]], summaries: list[SymbolSummary],
             grid = np.full((len(summary.fees), len(summary.horizons)), np.nan)
             marks = {}
             for r in rows:
-                if (r["symbol"], r["strategy"], r["execution"]) != (summary.symbol, strategy,
-                                                                    execution):
+                if (r["symbol"], r["strategy"], r["execution"]) != (summary.label, strategy,
+                                                                   execution):
                     continue
                 y, x = summary.fees.index(r["fee_bps"]), summary.horizons.index(r["horizon"])
                 if r["net_bps_per_trade"] is not None:
@@ -477,7 +486,7 @@ def write_heatmap(rows: list[dict[str, Any]], summaries: list[SymbolSummary],
                         label="oracle break-even")
             ax.set_xticks(range(len(summary.horizons)), summary.horizons, fontsize=7)
             ax.set_yticks(range(len(summary.fees)), [f"{f:g}" for f in summary.fees], fontsize=7)
-            ax.set_title(f"{summary.symbol} {execution}: {strategy}", fontsize=8)
+            ax.set_title(f"{summary.label} {execution}: {strategy}", fontsize=8)
             if j == 0:
                 ax.set_ylabel("fee per side (bps)", fontsize=7)
             ax.set_xlabel("horizon", fontsize=7)
