@@ -38,7 +38,7 @@ from backtest import signals
 from backtest.data import Book, load_book
 from backtest.decide import RunContext, load_context
 from backtest.engine import BacktestConfig, Fills, matched_random, price_decisions
-from backtest.significance import HOUR_NS, MIN_SPAN_NS, MIN_TRADES, judge, trade_interval
+from backtest.significance import HOUR_NS, MIN_SPAN_NS, MIN_TRADES, judge_trades
 from bookcast import terminal
 from bookcast.errors import UserError
 from bookcast.fees import DEFAULT_PRESET_FOR_VENUE, fee_preset
@@ -109,10 +109,8 @@ class Priced:
         traded = self.qty * (self.entry_px + self.exit_px)
         net_bps = (at_fill - fee_bps * 1e-4 * traded) / (self.qty * self.entry_px) * 1e4
         span = int(self.exit_ts.max() - self.entry_ts.min())
-        ci = trade_interval(net_bps, span)
-        mean = float(net_bps.mean())
-        judgement = judge(n, span, mean, ci)
-        return {"n_trades": n, "net_bps_per_trade": mean, "ci95": ci,
+        ci, judgement = judge_trades(net_bps, span)
+        return {"n_trades": n, "net_bps_per_trade": float(net_bps.mean()), "ci95": ci,
                 "break_even_fee_bps": float(at_fill.sum() / traded.sum() * 1e4),
                 "verdict": judgement.word, "span_ns": span,
                 "needs": (None if judgement.trades_needed is None else
