@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bookcast.errors import UserError
+from bookcast.errors import UserError, parquet_error
 from bookcast.paths import features_dir, partition_dir, path_safe
 from bookcast.timeutil import format_duration_ns
 from features.labels import RoundTrips, round_trips
@@ -295,8 +295,8 @@ def load_model_data(data_dir: str | Path, horizon_ns: int, *, feature_set: str =
         frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files],
                           how="diagonal_relaxed").sort("ts")
     except Exception as exc:  # polars raises several types for a damaged file
-        raise UserError(f"The features under {files[0].parent.parent} cannot be read "
-                        f"({exc}); rebuild them with `bookcast features`.") from None
+        raise parquet_error(files, exc, f"The features under {files[0].parent.parent} cannot "
+                            f"be read; rebuild them with `bookcast features`") from None
     if frame.height == 0:
         raise UserError(f"The features dataset for {venue}/{symbol_dir} is empty.")
     horizon = format_duration_ns(horizon_ns)

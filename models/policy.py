@@ -56,8 +56,11 @@ class ClassificationPolicy:
     def tune(cls, proba_val: np.ndarray, y_val: np.ndarray) -> ClassificationPolicy:
         def grid(p: np.ndarray) -> np.ndarray:
             # Thresholds at the upper quantiles of the validation probabilities, plus one
-            # above them all ("never"), so flat-only is always a candidate.
+            # above them all ("never"), so flat-only is always a candidate. A threshold at
+            # or below the smallest probability fires on every row whatever the model says
+            # (a constant forecast would become "always down"): not a candidate.
             qs = np.quantile(p, np.linspace(0.5, 1.0, 26)) if len(p) else np.empty(0)
+            qs = qs[qs > p.min()] if len(p) else qs
             return np.unique(np.concatenate([qs, [1.0 + 1e-9]]))
 
         best = (-np.inf, 1.0 + 1e-9, 1.0 + 1e-9)

@@ -43,6 +43,6 @@ def pipeline_root(tmp_path_factory: pytest.TempPathFactory, captures_dir: Path) 
                                           feature_set="compact", venue="binance-spot",
                                           symbol="BTCUSDT"))
     result = backtest_run(root, run_dir.name, BacktestConfig(
-        fee_bps=1.0, hold_ns=5 * SECOND, horizon_ns=5 * SECOND))
+        fee_bps=0.0, hold_ns=5 * SECOND, horizon_ns=5 * SECOND))  # the run's fee
     write_backtest(result, root)
     return root

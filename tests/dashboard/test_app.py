@@ -156,16 +156,18 @@ def test_backtest_page_shows_costs_curves_and_fee_what_if(pipeline_root, data_ro
                                                    "net drawdown"]
     strategies = dataframe(at, "strategy")
     assert list(strategies["strategy"]) == ["model", "random", "imbalance_l1", "oracle"]
-    # At the fee the backtest charged, the what-if equals the stored net PnL.
-    assert strategies["net at 1 bps (USDT)"].to_list() == pytest.approx(
+    # At the fee the backtest charged (the run's, 0 bps), the what-if equals the stored net.
+    assert strategies["net at 0 bps (USDT)"].to_list() == pytest.approx(
         strategies["net charged (USDT)"].to_list(), rel=1e-9, abs=1e-9)
-    fees_bar = values(shown["cost_chart"]["data"][0]["y"])[2]
+    at.slider(key="backtest_fee").set_value(1.0)
+    rerun(at)
+    fees_bar = values(charts(at)["cost_chart"]["data"][0]["y"])[2]
+    at1 = dataframe(at, "strategy")["net at 1 bps (USDT)"][0]
     at.slider(key="backtest_fee").set_value(10.0)
     rerun(at)
     after = values(charts(at)["cost_chart"]["data"][0]["y"])
-    assert after[2] == pytest.approx(10 * fees_bar)  # fees scale with the fee per side
-    assert (dataframe(at, "strategy")["net at 10 bps (USDT)"][0]
-            < strategies["net at 1 bps (USDT)"][0])
+    assert fees_bar != 0 and after[2] == pytest.approx(10 * fees_bar)  # fees scale with the fee
+    assert dataframe(at, "strategy")["net at 10 bps (USDT)"][0] < at1
 
 
 def test_empty_data_root_says_what_to_run_on_every_page(tmp_path, data_root_env):

@@ -76,9 +76,9 @@ def test_imbalance_response_matches_a_direct_group_by(pipeline_root):
 def test_net_pnl_at_the_charged_fee_is_the_stored_net(pipeline_root):
     backtest_id = data.backtest_ids(str(pipeline_root))[0]
     stats = json.loads((pipeline_root / "backtests" / backtest_id / "stats.json").read_text())
-    assert data.net_pnl_at_fee(stats, 1.0) == pytest.approx(stats["net_pnl"])
+    assert data.net_pnl_at_fee(stats, 0.0) == pytest.approx(stats["net_pnl"])  # the charged fee
     assert data.net_pnl_at_fee(stats, 2.0) == pytest.approx(
-        stats["net_pnl"] - 1e-4 * stats["traded_value"])
+        stats["net_pnl"] - 2e-4 * stats["traded_value"])  # 2 bps per side more
     assert data.net_pnl_at_fee({"n_trades": 0}, 1.0) is None
 
 

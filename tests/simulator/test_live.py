@@ -11,11 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from collector.capture import merge_captures
-from collector.emulator.server import ExchangeBook
 from collector.processes import DaemonProcess, EmulatorProcess
 from collector.replay import replay_captures
 from collector.simulator import PRESETS
+from tests.daemon.reference import reference_states
 
 from .conftest import simulate
 
@@ -37,18 +36,6 @@ def rows(root: Path, venue: str, symbol: str) -> dict:
     files = sorted(p for p in base.rglob("part-*.parquet") if not p.name.startswith("."))
     assert files, f"no snapshots of {venue} {symbol} under {root}"
     return pa.concat_tables([pq.read_table(f) for f in files]).sort_by("ts").to_pydict()
-
-
-def books_by_seq(captures: list[Path], venue: str) -> dict[str, dict[int, tuple]]:
-    """The capture's book after every applied update, by sequence id (the exchange side)."""
-    book = ExchangeBook(venue)
-    books: dict[str, dict[int, tuple]] = {}
-    for rec in merge_captures(captures):
-        book.feed(rec)
-        for state in book.states():
-            if state.valid and state.seq is not None:
-                books.setdefault(state.symbol, {}).setdefault(state.seq, state.book.top(DEPTH))
-    return books
 
 
 def settled(daemon: DaemonProcess, books: int, timeout: float = 60.0) -> dict:
@@ -89,7 +76,8 @@ def test_simulated_protocol_goes_through_the_emulator_to_the_live_daemon(
     raw = sorted((data / "raw" / f"venue={venue}").rglob("capture-*.jsonl.zst"))
     replayed = tmp_path / "replayed"
     replay_captures(raw, replayed, INTERVAL_NS, DEPTH, venue=venue)
-    books = books_by_seq(captures, venue)
+    # rebuilt from the documented protocol, independently of the emulator and the daemon
+    books = reference_states(venue, captures, DEPTH)
     for symbol in symbols:
         live = rows(data, venue, symbol)
         assert live == rows(replayed, venue, symbol), f"live {symbol} differs from its replay"
@@ -97,4 +85,4 @@ def test_simulated_protocol_goes_through_the_emulator_to_the_live_daemon(
         assert len(live["ts"]) > 20  # 50 ms rows over about two seconds of playback
         for seq, *top in zip(live["seq"], live["bid_px"], live["bid_sz"], live["ask_px"],
                              live["ask_sz"], strict=True):
-            assert tuple(top) == tuple(books[symbol][seq]), f"{symbol} book differs at {seq}"
+            assert books.holds(symbol, tuple(top), seq), f"{symbol} book differs at {seq}"
