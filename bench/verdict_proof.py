@@ -9,7 +9,7 @@ verdict rows of each kind say `pays`, `loses`, `inconclusive` or `no trades`.
 
     python bench/verdict_proof.py --preset default --seeds 7
     python bench/verdict_proof.py --preset null --seeds 1,2,3,4,5
-    python bench/verdict_proof.py --captures ../shared/data/captures/binance-spot/*.gz
+    python bench/verdict_proof.py --fee-bps 0 --window 20 --seeds 0 --captures ../shared/data/captures/binance-*/*.gz
 
 Figures in docs/models.md and docs/backtest.md.
 """
