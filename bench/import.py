@@ -17,7 +17,8 @@ fresh process, which reports its own wall time for the work and its peak RSS; ru
 interleaved, who goes first alternating from round to round, and the ratio is the median
 of the per-round ratios. The 1x and 20x peak memory show whether memory stays flat as the input grows.
 
-Run: .venv/bin/python bench/import.py [--runs 3]
+Run: .venv/bin/python bench/import.py [--runs 3]; `--flat 5 40` measures only the import's
+peak memory at those numbers of copies (one run each).
 """
 
 from __future__ import annotations
@@ -55,16 +56,16 @@ def _tardis_files_module():
     return module
 
 
-def depth_only_capture(copies: int, out: Path) -> tuple[Path, int]:
+def depth_only_capture(copies: int, span_ns: int, out: Path) -> tuple[Path, int]:
     """The capture's REST snapshot and depth diffs, `copies` times one after the other, with
-    receive times, event times and update ids moved on for each copy. Returns the file and
+    receive times, event times and update ids moved on by `span_ns` (the tardis copies'
+    shift, so both sides' copies meet the grid alike) for each copy. Returns the file and
     its number of level updates (snapshot levels included)."""
     from collector.capture import CaptureWriter, iter_capture
 
     records = [r for r in iter_capture(CAPTURE)
                if r.kind == "http" or (r.kind == "recv" and '"depthUpdate"' in (r.data or ""))]
-    first_ns, last_ns = records[0].ts_ns, records[-1].ts_ns
-    span_ns = last_ns - first_ns + 1_000_000_000
+    assert span_ns > records[-1].ts_ns - records[0].ts_ns, "copies would overlap"
     span_ms = span_ns // 1_000_000
     messages = [orjson.loads(r.data) for r in records]
     ids = [i for m in messages for i in ((m["lastUpdateId"],) if "lastUpdateId" in m
@@ -127,17 +128,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--child", nargs=3)
+    parser.add_argument("--flat", type=int, nargs="+", metavar="COPIES",
+                        help="only the import's peak memory, once at each number of copies")
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
     tardis_files = _tardis_files_module()
+    if args.flat:
+        flat(tardis_files, args.flat)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         work = Path(tmp)
-        inputs = {1: (TARDIS, depth_only_capture(1, work / "capture-1x.jsonl.gz")[0]),
+        span_ns = tardis_files.copy_span_us(TARDIS) * 1000
+        inputs = {1: (TARDIS, depth_only_capture(1, span_ns, work / "capture-1x.jsonl.gz")[0]),
                   args.copies: (tardis_files.write_shifted_copies(
                       TARDIS, args.copies, work / f"tardis-{args.copies}x.csv.gz"),
-                      depth_only_capture(args.copies, work / f"capture-{args.copies}x.jsonl.gz")[0])}
+                      depth_only_capture(args.copies, span_ns,
+                                         work / f"capture-{args.copies}x.jsonl.gz")[0])}
         load_before = os.getloadavg()
         results: dict[tuple[int, str], list[dict]] = {}
         for round_no in range(args.runs):
@@ -174,6 +182,22 @@ def main() -> None:
     grow = (max(r["peak_rss_mb"] for r in results[(args.copies, "import")])
             / max(r["peak_rss_mb"] for r in results[(1, "import")]))
     print(f"import peak memory, {args.copies}x input against 1x: {grow:.2f}x")
+
+
+def flat(tardis_files, counts: list[int]) -> None:
+    """The import's peak RSS at each number of copies: flat once its first file is cut."""
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        work = Path(tmp)
+        for copies in counts:
+            path = tardis_files.write_shifted_copies(TARDIS, copies, work / f"{copies}x.csv.gz")
+            r = measure("import", path, work)
+            print(f"{copies:>5}x import: {r['updates']:>11,} book updates, {r['rows']:>8,} rows, "
+                  f"{r['cpu']:.2f} s CPU, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            path.unlink()
+            for leftover in work.glob("tmp*"):
+                subprocess.run(["rm", "-rf", str(leftover)], check=True)
+    print(f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
 
 
 if __name__ == "__main__":

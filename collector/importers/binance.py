@@ -177,8 +177,10 @@ def import_binance(paths: list[Path | str], data_dir: Path | str,
         for (kind, sym), group in groups.items():
             group.sort(key=lambda f: f.first_ms)
             levels = depth_for(DATA_TYPES[kind], depth, group[0].path)
+            # order-book updates are chained by their ids; bookTicker rows are not
             pipeline = session.pipeline(venue, interval_ns, levels, [sym],
-                                        rotate_rows=rotate_rows, rotate_ns=rotate_ns)
+                                        rotate_rows=rotate_rows, rotate_ns=rotate_ns,
+                                        checked=kind == "depth")
             summary.pipelines.append(pipeline)
             feed = BookFeed(pipeline, window, summary.warnings)
             read = _import_depth if kind == "depth" else _import_book_ticker

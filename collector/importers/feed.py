@@ -79,12 +79,16 @@ class BookFeed:
         self.opened = window.start is None
         self.due = -math.inf  # the next grid point that may be due
         self.last_t = 0
+        self.read_past_end = False  # an update after --to was met (and vouches up to it)
         self._ready: set[str] = set()  # books holding a snapshot (valid, or waiting to open)
         self._unchecked: dict[str, str] = {}  # books changed at last_t -> where, last line
 
     # -- time -------------------------------------------------------------------------------
     def past_end(self, t: int) -> bool:
-        return self.end is not None and t > self.end
+        if self.end is not None and t > self.end:
+            self.read_past_end = True
+            return True
+        return False
 
     def advance(self, t: int) -> None:
         """Sample every grid point before t; call before applying an update received at t."""
@@ -111,11 +115,12 @@ class BookFeed:
             self.pipeline.synced(state, self.start)  # type: ignore[arg-type]
 
     def finish(self) -> None:
-        """Sample up to the last update (or --to), as replay does, and write everything."""
+        """Write everything. As in replay, the rows before the last update were written when
+        it came, and none after it: no later update vouches for them. Only an update met
+        after --to vouches for the rows up to --to (inclusive)."""
         self._check_books()
-        if self.opened and self.last_t:
-            last = self.last_t if self.end is None else min(self.last_t, self.end)
-            self.pipeline.sample_until(last + 1)
+        if self.opened and self.read_past_end:
+            self.pipeline.sample_until(self.end + 1)  # type: ignore[operator]
         self.pipeline.flush()
 
     # -- books ------------------------------------------------------------------------------

@@ -58,18 +58,26 @@ class ImportSession:
 
     def pipeline(self, venue: str, interval_ns: int, depth: int | None,
                  symbols: list[str] | None = None, rotate_rows: int = DEFAULT_ROTATE_ROWS,
-                 rotate_ns: int | None = None, trades: bool = False) -> Pipeline:
+                 rotate_ns: int | None = None, trades: bool = False,
+                 checked: bool = False) -> Pipeline:
         """A Pipeline for `venue` writing into the staging directory, its files cut small
         enough to keep memory flat (for `trades`, or the book at `depth`). A venue bookcast
-        has no module for (an exchange only tardis covers) imports under its own name."""
+        has no module for (an exchange only tardis covers) imports under its own name.
+
+        `checked`: the file carries the venue's update ids and the importer checks them by
+        the venue's rule, so its rows are as verified as a capture's; otherwise no lost
+        update could be seen and the files say `verified_depth` 0."""
         if trades:
             rotate_rows = min(rotate_rows, MAX_TRADES_PER_FILE)
         else:
             levels_per_row = 2 * (FULL_DEPTH_LEVELS if depth is None else depth)
             rotate_rows = min(rotate_rows, max(1, MAX_LEVELS_PER_FILE // levels_per_row))
+        protocol = VENUES.get(venue, Venue)
+        if not checked:
+            protocol = type(f"Unchecked{protocol.__name__}", (protocol,), {"verified_depth": 0})
         pipeline = Pipeline(venue, self.staging, interval_ns=interval_ns, depth=depth,
                             symbols=symbols, rotate_rows=rotate_rows, rotate_ns=rotate_ns,
-                            source=self.source, protocol=VENUES.get(venue, Venue))
+                            source=self.source, protocol=protocol)
         self.pipelines.append(pipeline)
         return pipeline
 

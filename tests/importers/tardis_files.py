@@ -72,14 +72,21 @@ def shifted_copies(lines: list[str], copies: int) -> Iterator[str]:
             yield shift(line, k * span) if k else line
 
 
+def copy_span_us(src: Path) -> int:
+    """How far `write_shifted_copies` moves each copy on: the file's span and a second."""
+    with gzip.open(src, "rt", newline="") as fh:
+        fh.readline()
+        first = last = local_us(fh.readline())
+        for line in fh:
+            last = local_us(line)
+    return last - first + 1_000_000
+
+
 def write_shifted_copies(src: Path, copies: int, out: Path) -> Path:
     """`shifted_copies` of a gzip tardis file, streamed to a gzip file in constant memory."""
     with gzip.open(src, "rt", newline="") as fh:
         header = fh.readline().rstrip("\n")
-        first = last = local_us(fh.readline())
-        for line in fh:
-            last = local_us(line)
-    span = last - first + 1_000_000
+    span = copy_span_us(src)
     with gzip.open(out, "wt", compresslevel=1, newline="") as dst:
         dst.write(header + "\n")
         for k in range(copies):

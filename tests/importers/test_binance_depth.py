@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from tardis_files import INTERVAL, SOURCES, snapshots, write_csv
 
@@ -77,6 +78,13 @@ def test_a_t_depth_file_imports_to_the_replays_book_at_every_update_id(whole_imp
     mine = pipeline.state("BTCUSDT").book
     theirs = replayed["binance-futures"].pipeline.state("BTCUSDT").book
     assert mine.bids() == theirs.bids() and mine.asks() == theirs.asks()
+    # every update was checked against the one before it (pu), as the capture's were
+    assert verified_depths(out) == {"25"}
+
+
+def verified_depths(root) -> set[str]:
+    return {pq.read_schema(p).metadata[b"verified_depth"].decode()
+            for p in (root / "snapshots").rglob("*.parquet")}
 
 
 def test_a_removed_row_breaks_the_pu_chain_and_is_flagged_as_a_gap(
@@ -130,6 +138,7 @@ def test_book_ticker_rows_are_one_level_snapshots_on_event_time(usdm_messages, t
     assert (got["bid_px"].list.first() == expected["best_bid_price"]).all()
     assert (got["ask_sz"].list.first() == expected["best_ask_qty"]).all()
     assert (got["seq"] == expected["update_id"]).all()
+    assert verified_depths(tmp_path / "out") == {"0"}  # tickers are not chained
 
 
 def test_other_product_families_and_unchecked_chains_are_refused(tmp_path):

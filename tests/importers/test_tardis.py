@@ -12,6 +12,7 @@ from tardis_files import (
     INTERVAL,
     local_us,
     read_lines,
+    shift,
     snapshots,
     tardis_file,
     trades,
@@ -99,6 +100,8 @@ def test_files_carry_the_source_depth_and_grid_and_nothing_is_left_staged(
         if "snapshots" in path.parts:
             assert meta["depth"] == "25" and meta["interval_ns"] == str(INTERVAL)
             assert meta["tick_size"] == "0.01"
+            # tardis rows carry no update ids: nothing could see a lost update
+            assert meta["verified_depth"] == "0"
 
 
 def test_gzip_zstd_and_plain_files_import_alike_and_progress_counts_every_byte(
@@ -137,6 +140,27 @@ def test_from_and_to_cut_the_rows_but_the_book_is_built_from_the_start(
         pl.col("ts_recv").dt.truncate("1us").is_between(start - pl.duration(milliseconds=50),
                                                         end + pl.duration(milliseconds=50))
     ).height
+
+
+def test_no_row_is_written_at_or_after_the_last_update_even_on_a_grid_point(
+        tardis_dir, tmp_path):
+    """As in replay: a row stands for a moment only once a later update vouches for it."""
+    header, lines = read_lines(tardis_file(tardis_dir, "binance", "incremental_book_L2"))
+    lines = lines[:20_000]
+    step_us = INTERVAL // 1000
+    last_us = local_us(lines[-1])
+    on_grid = [shift(line, -last_us % step_us) for line in lines]  # the last update on g
+    last_ns = local_us(on_grid[-1]) * 1000
+    assert last_ns % INTERVAL == 0
+    import_tardis([write_csv(tmp_path / "l2.csv", header, on_grid)], tmp_path / "a", INTERVAL, 5)
+    ts = snapshots(tmp_path / "a")["ts"].dt.epoch("ns")
+    assert ts.max() == last_ns - INTERVAL
+    assert (ts.diff().drop_nulls() == INTERVAL).all()
+    # with --to before the last update, that later update vouches for the rows up to --to
+    to = last_ns - 10 * INTERVAL
+    import_tardis([tmp_path / "l2.csv"], tmp_path / "b", INTERVAL, 5,
+                  window=TimeWindow(None, to))
+    assert snapshots(tmp_path / "b")["ts"].dt.epoch("ns").max() == to
 
 
 def book_at(capture, t_us):
