@@ -74,12 +74,16 @@ class Judgement:
     word: str
     trades_needed: int | None = None
     hours_needed: float | None = None
+    # True when the need is only the minimum sample: too few trades to say whether the
+    # minimum would settle it, so it is a lower bound, not an estimate.
+    at_least: bool = False
 
     def need_text(self) -> str:
         if self.trades_needed is None:
             return ""
         hours = "" if self.hours_needed is None else f" (about {self.hours_needed:,.1f} h)"
-        return f"needs ~{self.trades_needed:,} trades{hours}"
+        amount = "at least " if self.at_least else "~"
+        return f"needs {amount}{self.trades_needed:,} trades{hours}"
 
 
 def judge(n_trades: int, span_ns: int, mean: float | None, ci: list[float] | None,
@@ -98,8 +102,9 @@ def judge(n_trades: int, span_ns: int, mean: float | None, ci: list[float] | Non
         return max(trades / rate, MIN_SPAN_NS) / HOUR_NS
 
     if ci is None or not enough_sample(n_trades, span_ns):
-        trades = max(MIN_TRADES, n_trades, _trades_to_decide(n_trades, mean, provisional))
-        return Judgement("inconclusive", trades, hours_for(trades))
+        estimate = _trades_to_decide(n_trades, mean, provisional)
+        trades = max(MIN_TRADES, n_trades, estimate)
+        return Judgement("inconclusive", trades, hours_for(trades), at_least=estimate == 0)
     if ci[0] > 0:
         return Judgement("pays")
     if ci[1] < 0:

@@ -104,7 +104,8 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
         "net_bps_per_trade_ci95": trade_interval(net_bps, span_ns),
         "span_ns": span_ns,
         "verdict": judgement.word,
-        "verdict_needs": ({"trades": judgement.trades_needed, "hours": judgement.hours_needed}
+        "verdict_needs": ({"trades": judgement.trades_needed, "hours": judgement.hours_needed,
+                           "at_least": judgement.at_least}
                           if judgement.trades_needed is not None else None),
         "avg_win": float(wins.mean()) if wins.shape[0] else None,
         "avg_loss": float(losses.mean()) if losses.shape[0] else None,

@@ -115,7 +115,8 @@ class Priced:
                 "verdict": judgement.word, "span_ns": span,
                 "needs": (None if judgement.trades_needed is None else
                           {"trades": judgement.trades_needed,
-                           "test_hours": judgement.hours_needed})}
+                           "test_hours": judgement.hours_needed,
+                           "at_least": judgement.at_least})}
 
 
 @dataclass
@@ -238,6 +239,7 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
                 needs.append({k: row[k] for k in ("symbol", "strategy", "horizon", "fee_bps",
                                                   "execution")}
                              | {"trades_needed": row["needs"]["trades"],
+                                "trades_needed_at_least": row["needs"]["at_least"],
                                 "test_hours_needed": test_hours,
                                 "recorded_hours_needed": (None if test_hours is None else
                                                           test_hours / summary.test_share)})
@@ -405,7 +407,8 @@ def _conclusion(summary: SymbolSummary, rows: list[dict[str, Any]],
         closest = min(wanted, key=lambda n: n["trades_needed"])
         text += (f". The inconclusive model row closest to a verdict ({closest['strategy']} "
                  f"{closest['horizon']} {closest['execution']} at {closest['fee_bps']:g} bps) "
-                 f"needs ~{closest['trades_needed']:,} trades"
+                 f"needs {'at least ' if closest['trades_needed_at_least'] else '~'}"
+                 f"{closest['trades_needed']:,} trades"
                  + _hours_text(closest["test_hours_needed"], summary.test_share))
         farthest = max(wanted, key=lambda n: n["trades_needed"])
         if farthest is not closest:

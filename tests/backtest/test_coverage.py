@@ -80,9 +80,14 @@ def test_below_the_minimum_sample_the_need_is_what_the_trades_interval_says():
     expected = math.ceil(40 * ((high - low) / 2 / abs(values.mean())) ** 2)
     assert judged.trades_needed == expected > 10 * MIN_TRADES
     assert judged.hours_needed == pytest.approx(expected * span / 40 / 3.6e12)
+    assert not judged.at_least and "needs ~" in judged.need_text()
     # a clear edge needs no more than the minimum
     clear = np.random.default_rng(5).normal(5.0, 1.0, 40)
     assert judge_trades(clear, span)[1].trades_needed == MIN_TRADES
+    # three trades say nothing about the spread: the minimum is a lower bound
+    few = judge_trades(np.array([1.0, -0.5, 2.0]), span)[1]
+    assert few.at_least and few.trades_needed == MIN_TRADES
+    assert f"needs at least {MIN_TRADES} trades" in few.need_text()
 
 
 def test_the_verdict_word_follows_the_interval():

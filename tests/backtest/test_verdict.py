@@ -209,7 +209,8 @@ def test_on_the_real_capture_the_printed_verdict_names_the_row_closest_to_a_verd
     closest = min(wanted, key=lambda n: n["trades_needed"])
     assert (f"closest to a verdict ({closest['strategy']} {closest['horizon']} "
             f"{closest['execution']} at {closest['fee_bps']:g} bps) needs "
-            f"~{closest['trades_needed']:,} trades") in text
+            f"{'at least ' if closest['trades_needed_at_least'] else '~'}"
+            f"{closest['trades_needed']:,} trades") in text
     if closest["test_hours_needed"] is not None:
         recorded = closest["test_hours_needed"] / real_verdict.symbols[0].test_share
         assert f"({recorded:,.1f} h recorded" in text
