@@ -125,8 +125,9 @@ def print_report(config: dict[str, Any], stats: dict[str, Any], where: str | Non
         need = s.get("verdict_needs")
         if s.get("verdict") == "inconclusive" and need:
             hours = "" if need.get("hours") is None else f" (about {need['hours']:,.1f} h)"
-            say(f"{name}: inconclusive; a verdict needs ~{need['trades']:,} trades{hours} at "
-                "this rate.")
+            amount = "at least " if need.get("at_least") else "~"
+            say(f"{name}: inconclusive; a verdict needs {amount}{need['trades']:,} trades"
+                f"{hours} at this rate.")
     if where:
         out.write(f"written to {where}\n")
     out.flush()

@@ -12,7 +12,8 @@ moving-block bootstrap it replaces covered 84-88 % (independent) and 75-88 % (AR
 
 Below MIN_TRADES trades, or when the trades span less than MIN_SPAN_NS (a burst in one
 minute says little about the hours around it), no interval is given and the word is
-`inconclusive`, with the sample a verdict would need.
+`inconclusive`, with the sample a verdict would need: at least the minimum, more when the
+interval the trades would have (not shown) says the minimum would not decide it.
 """
 
 from __future__ import annotations
@@ -73,18 +74,24 @@ class Judgement:
     word: str
     trades_needed: int | None = None
     hours_needed: float | None = None
+    # True when the need is only the minimum sample: too few trades to say whether the
+    # minimum would settle it, so it is a lower bound, not an estimate.
+    at_least: bool = False
 
     def need_text(self) -> str:
         if self.trades_needed is None:
             return ""
         hours = "" if self.hours_needed is None else f" (about {self.hours_needed:,.1f} h)"
-        return f"needs ~{self.trades_needed:,} trades{hours}"
+        amount = "at least " if self.at_least else "~"
+        return f"needs {amount}{self.trades_needed:,} trades{hours}"
 
 
-def judge(n_trades: int, span_ns: int, mean: float | None, ci: list[float] | None
-          ) -> Judgement:
+def judge(n_trades: int, span_ns: int, mean: float | None, ci: list[float] | None,
+          provisional: list[float] | None = None) -> Judgement:
     """`pays` needs the minimum sample and a lower bound above zero, `loses` an upper
-    bound below zero; otherwise `inconclusive` (or `no trades`)."""
+    bound below zero; otherwise `inconclusive` (or `no trades`). Below the minimum
+    sample, `provisional` (the interval the trades would have, not shown) says whether
+    the minimum would be enough, if the mean and the spread held."""
     if n_trades == 0:
         return Judgement("no trades")
     rate = n_trades / span_ns if span_ns > 0 else None  # trades per ns
@@ -95,15 +102,37 @@ def judge(n_trades: int, span_ns: int, mean: float | None, ci: list[float] | Non
         return max(trades / rate, MIN_SPAN_NS) / HOUR_NS
 
     if ci is None or not enough_sample(n_trades, span_ns):
-        trades = max(MIN_TRADES, n_trades)
-        return Judgement("inconclusive", trades, hours_for(trades))
+        estimate = _trades_to_decide(n_trades, mean, provisional)
+        trades = max(MIN_TRADES, n_trades, estimate)
+        return Judgement("inconclusive", trades, hours_for(trades), at_least=estimate == 0)
     if ci[0] > 0:
         return Judgement("pays")
     if ci[1] < 0:
         return Judgement("loses")
-    half = (ci[1] - ci[0]) / 2.0
-    if mean is None or mean == 0 or half <= 0:
+    trades = _trades_to_decide(n_trades, mean, ci)
+    if trades == 0:
         return Judgement("inconclusive")
-    # If the mean and the spread held, the interval narrows as 1/sqrt(n).
-    trades = math.ceil(n_trades * (half / abs(mean)) ** 2)
     return Judgement("inconclusive", trades, hours_for(trades))
+
+
+def _trades_to_decide(n_trades: int, mean: float | None, ci: list[float] | None) -> int:
+    """If the mean and the spread held, the interval narrows as 1/sqrt(n): the trades at
+    which its half-width equals |mean| (0 when that cannot be said)."""
+    if ci is None or mean is None or mean == 0:
+        return 0
+    half = (ci[1] - ci[0]) / 2.0
+    if not half > 0:
+        return 0
+    return math.ceil(n_trades * (half / abs(mean)) ** 2)
+
+
+def judge_trades(values: np.ndarray, span_ns: int) -> tuple[list[float] | None, Judgement]:
+    """The interval of the mean of chronologically ordered per-trade values (None below
+    the minimum sample) and the verdict it gives."""
+    values = np.asarray(values, np.float64)
+    n = int(values.shape[0])
+    if n == 0:
+        return None, judge(0, span_ns, None, None)
+    ci = trade_interval(values, span_ns)
+    provisional = batch_means_interval(values) if ci is None else None
+    return ci, judge(n, span_ns, float(values.mean()), ci, provisional)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from backtest.significance import judge, trade_interval
+from backtest.significance import judge_trades, trade_interval
 from bookcast.schema import STATS_KEYS
 from bookcast.timeutil import NS_PER_UNIT
 
@@ -80,9 +80,8 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
     n = int(side.shape[0])
     span_ns = int(exit_ts.max() - entry_ts.min()) if n else 0
     curve_ns = int(max(equity.shape[0] - 1, 0) * interval_ns)
-    ci = trade_interval(net, span_ns)
+    ci, judgement = judge_trades(net, span_ns)
     mean = float(net.mean()) if n else None
-    judgement = judge(n, span_ns, mean, ci)
     entry_value = qty * entry_px
     net_bps = net / entry_value * 1e4 if n else net
     stats: dict[str, Any] = {
@@ -105,7 +104,8 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
         "net_bps_per_trade_ci95": trade_interval(net_bps, span_ns),
         "span_ns": span_ns,
         "verdict": judgement.word,
-        "verdict_needs": ({"trades": judgement.trades_needed, "hours": judgement.hours_needed}
+        "verdict_needs": ({"trades": judgement.trades_needed, "hours": judgement.hours_needed,
+                           "at_least": judgement.at_least}
                           if judgement.trades_needed is not None else None),
         "avg_win": float(wins.mean()) if wins.shape[0] else None,
         "avg_loss": float(losses.mean()) if losses.shape[0] else None,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from backtest import signals
 from backtest.data import Book, load_book
 from backtest.decide import RunContext, load_context
 from backtest.engine import BacktestConfig, Fills, matched_random, price_decisions
-from backtest.significance import HOUR_NS, MIN_SPAN_NS, MIN_TRADES, judge, trade_interval
+from backtest.significance import HOUR_NS, MIN_SPAN_NS, MIN_TRADES, judge_trades
 from bookcast import terminal
 from bookcast.errors import UserError
 from bookcast.fees import DEFAULT_PRESET_FOR_VENUE, fee_preset
@@ -108,15 +109,14 @@ class Priced:
         traded = self.qty * (self.entry_px + self.exit_px)
         net_bps = (at_fill - fee_bps * 1e-4 * traded) / (self.qty * self.entry_px) * 1e4
         span = int(self.exit_ts.max() - self.entry_ts.min())
-        ci = trade_interval(net_bps, span)
-        mean = float(net_bps.mean())
-        judgement = judge(n, span, mean, ci)
-        return {"n_trades": n, "net_bps_per_trade": mean, "ci95": ci,
+        ci, judgement = judge_trades(net_bps, span)
+        return {"n_trades": n, "net_bps_per_trade": float(net_bps.mean()), "ci95": ci,
                 "break_even_fee_bps": float(at_fill.sum() / traded.sum() * 1e4),
                 "verdict": judgement.word, "span_ns": span,
                 "needs": (None if judgement.trades_needed is None else
                           {"trades": judgement.trades_needed,
-                           "test_hours": judgement.hours_needed})}
+                           "test_hours": judgement.hours_needed,
+                           "at_least": judgement.at_least})}
 
 
 @dataclass
@@ -194,6 +194,9 @@ class SymbolSummary:
     test_share: float
     runs: list[str]
     frontier: dict[str, dict[str, float | None]]  # execution -> horizon -> bps
+    # The rows' `symbol`: the symbol, or "<venue> <symbol>" when the same symbol was
+    # trained on more than one venue (spot and perpetual BTCUSDT are different markets).
+    label: str = ""
 
 
 @dataclass
@@ -226,14 +229,17 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
     items: Iterable = by_symbol.items()
     if progress:
         items = terminal.progress(list(by_symbol.items()), "verdict", total=len(by_symbol))
+    venues = Counter(name for _, name in by_symbol)
     for (venue, name), run_dirs in items:
-        symbol_rows, summary = judge_symbol(root, venue, name, run_dirs, notional)
+        label = name if venues[name] == 1 else f"{venue} {name}"
+        symbol_rows, summary = judge_symbol(root, venue, name, run_dirs, notional, label)
         for row in symbol_rows:
             if row["needs"] is not None:
                 test_hours = row["needs"]["test_hours"]
                 needs.append({k: row[k] for k in ("symbol", "strategy", "horizon", "fee_bps",
                                                   "execution")}
                              | {"trades_needed": row["needs"]["trades"],
+                                "trades_needed_at_least": row["needs"]["at_least"],
                                 "test_hours_needed": test_hours,
                                 "recorded_hours_needed": (None if test_hours is None else
                                                           test_hours / summary.test_share)})
@@ -267,9 +273,12 @@ def _json_default(value: Any) -> Any:
 
 
 def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
-                 notional: float = NOTIONAL) -> tuple[list[dict[str, Any]], SymbolSummary]:
+                 notional: float = NOTIONAL, label: str | None = None,
+                 ) -> tuple[list[dict[str, Any]], SymbolSummary]:
     """Every row of one symbol: its models at their horizons, the comparison rows at the
-    same horizons, the oracle at every horizon a model was trained for."""
+    same horizons, the oracle at every horizon a model was trained for. `label` is the
+    rows' `symbol` (default: the symbol itself)."""
+    label = label or symbol
     cache: dict = {}
     contexts = [load_context(run_dir, root, cache) for run_dir in run_dirs]
     fees = fee_levels(venue)
@@ -289,7 +298,7 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
         test_ts = group[0].data.ts[group[0].splits.test]
         for execution in EXECUTIONS:
             for fee in fees:
-                cell = {"symbol": symbol, "horizon": horizon, "fee_bps": float(fee),
+                cell = {"symbol": label, "horizon": horizon, "fee_bps": float(fee),
                         "execution": execution}
                 for c in group:
                     ts, side = c.decide("model", fee, execution)
@@ -315,7 +324,7 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
         horizons=[format_duration_ns(h) for h in sorted(by_horizon)],
         test_hours=max(test_spans) / HOUR_NS,
         test_share=float(contexts[0].config.fractions[2]),
-        runs=[c.meta["run_id"] for c in contexts], frontier=frontier)
+        runs=[c.meta["run_id"] for c in contexts], frontier=frontier, label=label)
     return rows, summary
 
 
@@ -341,7 +350,7 @@ def print_verdict(report: VerdictReport, file: IO[str] | None = None) -> None:
         out.write(textwrap.fill(text, width, break_long_words=False) + "\n")
 
     for summary in report.symbols:
-        rows = [r for r in report.rows if r["symbol"] == summary.symbol]
+        rows = [r for r in report.rows if r["symbol"] == summary.label]
         for execution in EXECUTIONS:
             grid: dict[tuple[str, str], dict[float, dict[str, Any]]] = {}
             for r in rows:
@@ -389,21 +398,35 @@ def _conclusion(summary: SymbolSummary, rows: list[dict[str, Any]],
     if paying:
         parts = [f"{s} {h} {e} at {', '.join(f'{f:g}' for f in sorted(fees))} bps"
                  for (s, h, e), fees in paying.items()]
-        return f"{summary.symbol}: pays after spread and fees: {'; '.join(parts)}."
-    text = f"{summary.symbol}: no model pays at any fee"
+        return f"{summary.label}: pays after spread and fees: {'; '.join(parts)}."
+    text = f"{summary.label}: no model pays at any fee"
     if any(r["verdict"] == "loses" for r in models):
         text += "; where they traded enough, they lose"
-    wanted = [n for n in needs if n["symbol"] == summary.symbol and is_model(n["strategy"])]
+    wanted = [n for n in needs if n["symbol"] == summary.label and is_model(n["strategy"])]
     if wanted:
-        trades = max(n["trades_needed"] for n in wanted)
-        hours = [n["test_hours_needed"] for n in wanted if n["test_hours_needed"] is not None]
-        text += (f". Deciding the inconclusive model rows needs up to ~{trades:,} trades"
-                 + (f", about {max(hours):,.1f} h of test data ({max(hours) / summary.test_share:,.1f}"
-                    f" h recorded, the test split being the last {summary.test_share:.0%})"
-                    if hours else ""))
+        closest = min(wanted, key=lambda n: n["trades_needed"])
+        text += (f". The inconclusive model row closest to a verdict ({closest['strategy']} "
+                 f"{closest['horizon']} {closest['execution']} at {closest['fee_bps']:g} bps) "
+                 f"needs {'at least ' if closest['trades_needed_at_least'] else '~'}"
+                 f"{closest['trades_needed']:,} trades"
+                 + _hours_text(closest["test_hours_needed"], summary.test_share))
+        farthest = max(wanted, key=lambda n: n["trades_needed"])
+        if farthest is not closest:
+            hours = farthest["test_hours_needed"]
+            text += (f"; the farthest ~{farthest['trades_needed']:,}"
+                     + ("" if hours is None else
+                        f" ({hours / summary.test_share:,.1f} h recorded)"))
     elif not any(r["n_trades"] for r in models):
         text += "; the models did not trade at any fee"
     return text + "."
+
+
+def _hours_text(test_hours: float | None, test_share: float) -> str:
+    """How long a recording the test hours take, the test split being its last share."""
+    if test_hours is None:
+        return ""
+    return (f", about {test_hours:,.1f} h of test data ({test_hours / test_share:,.1f} h "
+            f"recorded, the test split being the last {test_share:.0%})")
 
 
 # ---------------------------------------------------------------- heat-map
@@ -422,7 +445,7 @@ def write_heatmap(rows: list[dict[str, Any]], summaries: list[SymbolSummary],
     panels = []
     for summary in summaries:
         strategies = list(dict.fromkeys(r["strategy"] for r in rows
-                                        if r["symbol"] == summary.symbol
+                                        if r["symbol"] == summary.label
                                         and not r["strategy"].startswith("random")))
         for execution in EXECUTIONS:
             panels.append((summary, execution, strategies))
@@ -444,8 +467,8 @@ def write_heatmap(rows: list[dict[str, Any]], summaries: list[SymbolSummary],
             grid = np.full((len(summary.fees), len(summary.horizons)), np.nan)
             marks = {}
             for r in rows:
-                if (r["symbol"], r["strategy"], r["execution"]) != (summary.symbol, strategy,
-                                                                    execution):
+                if (r["symbol"], r["strategy"], r["execution"]) != (summary.label, strategy,
+                                                                   execution):
                     continue
                 y, x = summary.fees.index(r["fee_bps"]), summary.horizons.index(r["horizon"])
                 if r["net_bps_per_trade"] is not None:
@@ -464,7 +487,7 @@ def write_heatmap(rows: list[dict[str, Any]], summaries: list[SymbolSummary],
                         label="oracle break-even")
             ax.set_xticks(range(len(summary.horizons)), summary.horizons, fontsize=7)
             ax.set_yticks(range(len(summary.fees)), [f"{f:g}" for f in summary.fees], fontsize=7)
-            ax.set_title(f"{summary.symbol} {execution}: {strategy}", fontsize=8)
+            ax.set_title(f"{summary.label} {execution}: {strategy}", fontsize=8)
             if j == 0:
                 ax.set_ylabel("fee per side (bps)", fontsize=7)
             ax.set_xlabel("horizon", fontsize=7)

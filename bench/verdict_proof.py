@@ -1,14 +1,15 @@
 """The verdict's proof on simulated markets: does it find the signal where there is one,
 and never call a model profitable where there is none?
 
-For each seed: `bookcast simulate --preset P`, replay (1 s grid by default), features and
-labels at one fee,
-LightGBM and logistic regression at each horizon, then `bookcast verdict`. Prints, as
-Markdown, LightGBM's average precision against the base rate per horizon, and how many
+For each seed: `bookcast simulate --preset P` (or, with --captures, real captures instead),
+replay (1 s grid by default), features and labels at one fee, LightGBM and logistic
+regression at each horizon for every market, then `bookcast verdict`. Prints, as Markdown,
+LightGBM's average precision against the base rate per market and horizon, and how many
 verdict rows of each kind say `pays`, `loses`, `inconclusive` or `no trades`.
 
     python bench/verdict_proof.py --preset default --seeds 7
     python bench/verdict_proof.py --preset null --seeds 1,2,3,4,5
+    python bench/verdict_proof.py --fee-bps 0 --window 20 --seeds 0 --captures ../shared/data/captures/binance-*/*.gz
 
 Figures in docs/models.md and docs/backtest.md.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
 
 from backtest.verdict import is_model, run_verdict  # noqa: E402
+from bookcast.errors import UserError  # noqa: E402
 from bookcast.timeutil import parse_duration_ns  # noqa: E402
 from collector.replay import replay_captures  # noqa: E402
 from features.build import build_features  # noqa: E402
@@ -44,29 +46,46 @@ def bookcast() -> str:
 
 def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> dict:
     started = time.monotonic()
-    captures = root / "captures"
-    subprocess.run([bookcast(), "simulate", "--preset", preset, "--hours", str(args.hours),
-                    "--symbols", args.symbols, "--seed", str(seed), "--out", str(captures)],
-                   check=True, capture_output=True)
-    replay_captures(sorted(captures.rglob("*.jsonl.gz")), root,
-                    interval_ns=parse_duration_ns(args.interval), depth=100)
+    if args.captures:
+        files = args.captures
+    else:
+        out = root / "captures"
+        subprocess.run([bookcast(), "simulate", "--preset", preset, "--hours", str(args.hours),
+                        "--symbols", args.symbols, "--seed", str(seed), "--out", str(out)],
+                       check=True, capture_output=True)
+        files = sorted(out.rglob("*.jsonl.gz"))
+    replay_captures(files, root, interval_ns=parse_duration_ns(args.interval), depth=100)
     horizons = [parse_duration_ns(h) for h in args.horizons.split(",")]
     build_features(root, "default", horizons, fee_bps=args.fee_bps)
+    markets = [(v.name.removeprefix("venue="), s.name.removeprefix("symbol="))
+               for v in sorted((root / "snapshots").glob("venue=*"))
+               for s in sorted(v.glob("symbol=*"))]
     skill = {}
-    for horizon in horizons:
-        for model in args.models.split(","):
-            run = train_run(root, TrainConfig(model=model, horizon_ns=horizon,
-                                              fee_bps=args.fee_bps, seed=seed))
-            if model == "lightgbm":
-                metrics = json.loads((run / "metrics.json").read_text())
-                skill[run.name.split("-")[2]] = metrics["probability_skill"]
+    for venue, symbol in markets:
+        for horizon in horizons:
+            for model in args.models.split(","):
+                config = TrainConfig(model=model, horizon_ns=horizon, fee_bps=args.fee_bps,
+                                     seed=seed, venue=venue, symbol=symbol, window=args.window)
+                try:
+                    run = train_run(root, config)
+                except UserError as exc:  # e.g. a capture too short for the horizon
+                    print(f"{venue} {symbol} {model} {horizon / 1e9:g}s skipped: {exc}",
+                          file=sys.stderr, flush=True)
+                    continue
+                if model == "lightgbm":
+                    metrics = json.loads((run / "metrics.json").read_text())
+                    name = f"{venue} {symbol} {run.name.split('-')[2]}" if len(markets) > 1 else \
+                        run.name.split("-")[2]
+                    skill[name] = metrics["probability_skill"]
     report = run_verdict(root)
-    return {"seed": seed, "skill": skill, "rows": report.rows,
+    return {"seed": seed, "skill": skill, "rows": report.rows, "needs": report.needs,
             "seconds": time.monotonic() - started}
 
 
 def summarise(results: list[dict], preset: str, args: argparse.Namespace) -> None:
-    print(f"\n### preset `{preset}`, {args.hours:g} h, {args.interval} grid, labels and rules at "
+    source = (f"captures {', '.join(Path(p).name for p in args.captures)}" if args.captures
+              else f"preset `{preset}`, {args.hours:g} h")
+    print(f"\n### {source}, {args.interval} grid, labels and rules at "
           f"{args.fee_bps:g} bps: LightGBM average precision / base rate (test split)\n")
     horizons = list(results[0]["skill"])
     print("| seed | " + " | ".join(f"{h} up | {h} down" for h in horizons) + " |")
@@ -79,7 +98,7 @@ def summarise(results: list[dict], preset: str, args: argparse.Namespace) -> Non
                 ap, base = s[f"average_precision_{side}"], s[f"prevalence_{side}"]
                 cells.append(f"{ap:.3f} / {base:.3f} ({ap / base:.2f}x)")
         print(f"| {r['seed']} | " + " | ".join(cells) + " |")
-    print(f"\n### preset `{preset}`: verdict rows by kind (all fees, horizons, executions)\n")
+    print(f"\n### {source}: verdict rows by kind (all fees, horizons, executions)\n")
     print("| seed | strategy | " + " | ".join(WORDS) + " | model rows that pay |")
     print("|---:|---|" + "---:|" * len(WORDS) + "---|")
     for r in results:
@@ -93,6 +112,15 @@ def summarise(results: list[dict], preset: str, args: argparse.Namespace) -> Non
                            for x in rows if x["verdict"] == "pays" and kind == "models"})
             print(f"| {r['seed']} | {kind} | " + " | ".join(str(count[w]) for w in WORDS)
                   + f" | {'; '.join(pays) or '-'} |")
+    for r in results:
+        model_needs = [n for n in r["needs"] if is_model(n["strategy"])]
+        if model_needs:
+            least = min(model_needs, key=lambda n: n["trades_needed"])
+            print(f"\nseed {r['seed']}: {len(model_needs)} inconclusive model rows; the "
+                  f"closest to a verdict ({least['strategy']} {least['horizon']} "
+                  f"{least['execution']} at {least['fee_bps']:g} bps) needs "
+                  f"{least['trades_needed']:,} trades, "
+                  f"{least['recorded_hours_needed'] or float('nan'):,.1f} h recorded.")
     print(f"\n{len(results)} seed(s), {sum(r['seconds'] for r in results):.0f} s in all.")
 
 
@@ -103,14 +131,19 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--interval", default="1s", help="Snapshot grid of the replay.")
     parser.add_argument("--symbols", default="BTCUSDT")
+    parser.add_argument("--captures", type=Path, nargs="*", default=None,
+                        help="Real capture files instead of a simulation (one seed).")
     parser.add_argument("--models", default="lightgbm,logistic")
     parser.add_argument("--horizons", default="1s,10s")
     parser.add_argument("--fee-bps", type=float, default=1.0)
+    parser.add_argument("--window", type=int, default=TrainConfig.window,
+                        help="DeepLOB's input rows; with the feature lookback, the embargo.")
     parser.add_argument("--keep", type=Path, default=None, help="Keep each seed's data here.")
     args = parser.parse_args()
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        folder = (args.keep / f"{args.preset}-seed{seed}" if args.keep
+        name = "captures" if args.captures else f"{args.preset}-seed{seed}"
+        folder = (args.keep / name if args.keep
                   else Path(tempfile.mkdtemp(prefix="verdict-proof-")))
         folder.mkdir(parents=True, exist_ok=True)
         try:

@@ -538,7 +538,7 @@ def latency_curve_figure(stats: dict[str, Any]) -> go.Figure:
 
 
 def ci_figure(by_strategy: dict[str, dict[str, Any]]) -> go.Figure:
-    """Net PnL per trade with its 95% bootstrap interval, model beside the baselines."""
+    """Net PnL per trade with its 95% interval, model beside the baselines."""
     title = "Net PnL per trade, 95% confidence interval"
     names, mid, lo, hi = [], [], [], []
     for name, s in by_strategy.items():

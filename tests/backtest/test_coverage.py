@@ -19,6 +19,7 @@ from backtest.significance import (
     MIN_TRADES,
     batch_means_interval,
     judge,
+    judge_trades,
     trade_interval,
 )
 
@@ -66,6 +67,27 @@ def test_below_the_minimum_sample_there_is_no_interval_and_the_word_is_inconclus
     judged = judge(500, MIN_SPAN_NS // 3, 5.0, None)
     assert judged.word == "inconclusive"
     assert judged.hours_needed == pytest.approx(MIN_SPAN_NS / 3.6e12)
+
+
+def test_below_the_minimum_sample_the_need_is_what_the_trades_interval_says():
+    """40 trades of a small edge: 50 would not decide it; the need says how many would,
+    from the interval those 40 trades would have (not shown), as above the minimum."""
+    values = np.random.default_rng(4).normal(0.1, 1.0, 40)
+    span = 2 * MIN_SPAN_NS
+    ci, judged = judge_trades(values, span)
+    assert ci is None and judged.word == "inconclusive"
+    low, high = batch_means_interval(values)
+    expected = math.ceil(40 * ((high - low) / 2 / abs(values.mean())) ** 2)
+    assert judged.trades_needed == expected > 10 * MIN_TRADES
+    assert judged.hours_needed == pytest.approx(expected * span / 40 / 3.6e12)
+    assert not judged.at_least and "needs ~" in judged.need_text()
+    # a clear edge needs no more than the minimum
+    clear = np.random.default_rng(5).normal(5.0, 1.0, 40)
+    assert judge_trades(clear, span)[1].trades_needed == MIN_TRADES
+    # three trades say nothing about the spread: the minimum is a lower bound
+    few = judge_trades(np.array([1.0, -0.5, 2.0]), span)[1]
+    assert few.at_least and few.trades_needed == MIN_TRADES
+    assert f"needs at least {MIN_TRADES} trades" in few.need_text()
 
 
 def test_the_verdict_word_follows_the_interval():

@@ -191,3 +191,49 @@ def test_on_the_real_capture_the_verdict_is_inconclusive_and_says_how_much_data(
         assert need["trades_needed"] >= 50
         assert need["recorded_hours_needed"] > real_verdict.symbols[0].test_hours
     assert np.isclose(real_verdict.symbols[0].test_share, 0.2)
+
+
+def test_on_the_real_capture_the_printed_verdict_names_the_row_closest_to_a_verdict(
+        real_verdict):
+    import io
+
+    from backtest.verdict import is_model, print_verdict
+
+    out = io.StringIO()
+    print_verdict(real_verdict, file=out)
+    text = " ".join(out.getvalue().split())
+    wanted = [n for n in real_verdict.needs if is_model(n["strategy"])]
+    if not wanted:
+        assert "the models did not trade at any fee" in text
+        return
+    closest = min(wanted, key=lambda n: n["trades_needed"])
+    assert (f"closest to a verdict ({closest['strategy']} {closest['horizon']} "
+            f"{closest['execution']} at {closest['fee_bps']:g} bps) needs "
+            f"{'at least ' if closest['trades_needed_at_least'] else '~'}"
+            f"{closest['trades_needed']:,} trades") in text
+    if closest["test_hours_needed"] is not None:
+        recorded = closest["test_hours_needed"] / real_verdict.symbols[0].test_share
+        assert f"({recorded:,.1f} h recorded" in text
+
+
+def test_one_symbol_on_two_venues_is_two_markets_in_the_verdict(tmp_path):
+    """Spot and perpetual BTCUSDT are different books: each gets its own rows, named by
+    venue, even with different horizons (the heat-map used to mix their rows)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    from book_fixture import NS, SYMBOL, VENUE, build_dataset
+
+    from models.config import TrainConfig
+    from models.runs import train_run
+
+    root = tmp_path / "data"
+    build_dataset(root, 1500, seed=3, venues=(VENUE, "binance-usdm"),
+                  horizons_ns=(5 * NS, 10 * NS))
+    train_run(root, TrainConfig(model="logistic", horizon_ns=10 * NS, feature_set="compact",
+                                window=20, venue=VENUE, symbol=SYMBOL))
+    train_run(root, TrainConfig(model="logistic", horizon_ns=5 * NS, feature_set="compact",
+                                window=20, venue="binance-usdm", symbol=SYMBOL))
+    report = run_verdict(root, notional=NOTIONAL)
+    horizons = {(r["symbol"], r["horizon"]) for r in report.rows}
+    assert horizons == {(f"{VENUE} {SYMBOL}", "10s"), (f"binance-usdm {SYMBOL}", "5s")}
+    assert [s.label for s in report.symbols] == [f"{VENUE} {SYMBOL}", f"binance-usdm {SYMBOL}"]
+    assert report.png_path is not None and report.png_path.stat().st_size > 0

@@ -55,7 +55,7 @@ def synthetic_book(n_rows: int, seed: int = 0, levels: int = 10,
 
 
 def write_snapshots(data_dir: Path, book: dict[str, np.ndarray | list],
-                    levels: int = 10) -> Path:
+                    levels: int = 10, venue: str = VENUE) -> Path:
     ts = book["ts"]
     n = len(ts)
     table = pa.table({
@@ -69,8 +69,8 @@ def write_snapshots(data_dir: Path, book: dict[str, np.ndarray | list],
         "gap": pa.array(book["gap"]),
     }, schema=SNAPSHOT_SCHEMA)
     table = table.replace_schema_metadata(file_metadata(
-        VENUE, SYMBOL, depth=levels, interval_ns=NS, tick_size=TICK))
-    out = partition_dir(data_dir, "snapshots", VENUE, SYMBOL, utc_date(int(ts[0])))
+        venue, SYMBOL, depth=levels, interval_ns=NS, tick_size=TICK))
+    out = partition_dir(data_dir, "snapshots", venue, SYMBOL, utc_date(int(ts[0])))
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"part-{int(ts[0])}.parquet"
     pq.write_table(table, path)
@@ -79,11 +79,14 @@ def write_snapshots(data_dir: Path, book: dict[str, np.ndarray | list],
 
 def build_dataset(data_dir: Path, n_rows: int, seed: int = 0, gap_at: int | None = None,
                   fee_bps: float = 0.0, horizons_ns: tuple[int, ...] = (10 * NS,),
-                  feature_set: str = "compact") -> dict[str, np.ndarray | list]:
-    """Snapshots + features (by the real `features.build.build_features`) under data_dir."""
+                  feature_set: str = "compact", venues: tuple[str, ...] = (VENUE,),
+                  ) -> dict[str, np.ndarray | list]:
+    """Snapshots + features (by the real `features.build.build_features`) under data_dir;
+    the same book under each of `venues`."""
     from features.build import build_features
 
     book = synthetic_book(n_rows, seed=seed, gap_at=gap_at)
-    write_snapshots(data_dir, book)
+    for venue in venues:
+        write_snapshots(data_dir, book, venue=venue)
     build_features(data_dir, feature_set, horizons_ns=list(horizons_ns), fee_bps=fee_bps)
     return book
