@@ -126,7 +126,7 @@ def test_every_page_renders_its_charts_in_chromium(server, tmp_path):
 
     url, proc = server
     shots = DOC_SCREENSHOTS if os.environ.get("BOOKCAST_SCREENSHOTS") == "1" else tmp_path
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 2600})
