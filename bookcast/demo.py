@@ -14,6 +14,8 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -89,21 +91,21 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
                           cfg.hours, cfg.seed, out, progress=True)
         captures = sorted((out / venue).glob("*.jsonl.gz"))
 
-    # 2. live collection through the real daemon
-    step(2, total, f"collect live for {cfg.live_seconds:g} s from the emulator",
-         f"bookcast serve CAPTURES --speed 10 & bookcast collect --venue {venue} "
-         f"--symbol ... --endpoint HOST:PORT --data-dir {root / 'live'}")
-    live_collection(captures, venue, symbols, root / "live", cfg.live_seconds, interval_ns)
+    # 3. replay, started first: the real `bookcast replay` runs in its own process while
+    # the live window (step 2) mostly waits, so the two share the machine's cores
+    with background_replay(captures, venue, root, cfg.interval) as replay:
+        # 2. live collection through the real daemon
+        step(2, total, f"collect live for {cfg.live_seconds:g} s from the emulator",
+             f"bookcast serve CAPTURES --speed 10 & bookcast collect --venue {venue} "
+             f"--symbol ... --endpoint HOST:PORT --data-dir {root / 'live'}")
+        live_collection(captures, venue, symbols, root / "live", cfg.live_seconds,
+                        interval_ns)
 
-    # 3. replay
-    from collector.replay import replay_captures
-
-    step(3, total, "replay the captures into snapshots and trades",
-         f"bookcast replay CAPTURES --data-dir {root} --interval {cfg.interval}")
-    summary = replay_captures(captures, root, interval_ns, 100, progress=True)
-    for s in summary.streams:
-        console.print(f"  {s.venue} {s.symbol}: {s.messages:,} messages, {s.updates:,} level "
-                      f"updates, {s.snapshots:,} snapshots, {s.trades:,} trades, {s.gaps} gaps")
+        step(3, total, "replay the captures into snapshots and trades",
+             f"bookcast replay CAPTURES --data-dir {root} --interval {cfg.interval} "
+             "(running since step 2)")
+        console.print(replay.result(), highlight=False)
+    symbols = replayed_symbols(root)
 
     # 4. features and labels
     from features.build import build_features
@@ -127,7 +129,6 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
                   fee_bps=",".join(f"{f:g}" for f in fee_levels))
 
     # 6. models
-    symbols = [s.symbol for s in summary.streams if s.snapshots]
     trained_horizons = {format_duration_ns(h) for h in horizons_ns}
     extra = [parse_duration_ns(h) for h in cfg.extra_horizons if h in trained_horizons]
     runs = train_models(cfg, root, venue, symbols, horizon_ns, extra)
@@ -190,6 +191,60 @@ def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
     if not symbols:
         raise UserError(f"The captures {', '.join(map(str, captures))} hold no depth updates.")
     return venue, symbols
+
+
+class BackgroundReplay:
+    """`bookcast replay` in a child process, its output in files read when needed."""
+
+    def __init__(self, args: list[str], out: Any, err: Any) -> None:
+        self.out, self.err = out, err
+        self.proc = subprocess.Popen(args, stdout=out, stderr=err, text=True)
+
+    def result(self) -> str:
+        """Wait for the replay; its summary table, or its own sentence as the demo's error."""
+        rc = self.proc.wait()
+        self.out.seek(0)
+        self.err.seek(0)
+        out, err = self.out.read(), self.err.read()
+        if rc != 0:
+            last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), f"exit {rc}")
+            raise UserError(f"The replay of the captures failed: {last.removeprefix('error: ')}")
+        return out.rstrip()
+
+    def stop(self) -> None:
+        """Stop a replay still running (the demo was interrupted or failed) with SIGTERM,
+        which `bookcast replay` answers by leaving only whole files."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def background_replay(captures: list[Path], venue: str, root: Path,
+                      interval: str) -> Iterator[BackgroundReplay]:
+    import sys
+    import tempfile
+
+    args = [sys.executable, "-m", "bookcast", "replay", *map(str, captures), "--venue", venue,
+            "--data-dir", str(root), "--interval", interval, "--depth", "100", "--quiet"]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        replay = BackgroundReplay(args, out, err)
+        try:
+            yield replay
+        finally:
+            with interrupts.shielded():  # the child stops before the demo says it has
+                replay.stop()
+
+
+def replayed_symbols(root: Path) -> list[str]:
+    """The symbols the replay wrote snapshot rows for, in partition order."""
+    from features.partitions import snapshot_partitions
+
+    return list(dict.fromkeys(p.symbol for p in snapshot_partitions(root)))
 
 
 def live_collection(captures: list[Path], venue: str, symbols: list[str], data_dir: Path,

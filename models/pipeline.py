@@ -228,7 +228,12 @@ def score(name: str, est: Forecaster, inputs: InputBuilder, data: ModelData, spl
     tr, va, te = splits.train, splits.val, splits.test
     kind = est.input_kind
     est.fit(inputs(kind, tr), data.y[tr], inputs(kind, va), data.y[va])
-    raw_va, raw_te = est.predict_proba(inputs(kind, va)), est.predict_proba(inputs(kind, te))
+    # a network's probabilities of the validation rows fit() was given, from the weights it
+    # kept (`validation_proba_`), else predicted now
+    raw_va = getattr(est, "validation_proba_", None)
+    if raw_va is None:
+        raw_va = est.predict_proba(inputs(kind, va))
+    raw_te = est.predict_proba(inputs(kind, te))
     calibration = (Calibration() if getattr(est, "calibrates_itself", False)
                    else Calibration.fit(raw_va, data.y[va]))
     p_va, p_te = calibration(raw_va), calibration(raw_te)

@@ -153,6 +153,11 @@ class TrainHistory:
     best_val_log_loss: float = float("inf")
     resumed_from_epoch: int | None = None
     samples_per_second: float = 0.0
+    # the validation logits of the kept weights (not stored with the model)
+    best_val_logits: np.ndarray | None = field(default=None, repr=False)
+
+
+CPU_INFERENCE_BATCH = 64
 
 
 def predict_logits(net: nn.Module, X: Any, device: torch.device, batch_size: int = 1024,
@@ -163,6 +168,11 @@ def predict_logits(net: nn.Module, X: Any, device: torch.device, batch_size: int
     net.eval()
     out = []
     cuda = device.type == "cuda"
+    if not cuda and len(getattr(X, "shape", ())) >= 3:
+        # CPU, book windows: DeepLOB's forward pass ran 2-2.7x faster per sample in batches
+        # of 64 than of 256-1024 (its activations stay in cache): 756 against 385 and 284
+        # samples/s on 2 cores. The logits agree to float rounding whatever the batching.
+        batch_size = min(batch_size, CPU_INFERENCE_BATCH)
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                                          enabled=cuda):
         for start in range(0, len(X), batch_size):
@@ -275,14 +285,15 @@ def train_network(net: nn.Module, X: Any, y: np.ndarray, X_val: Any, y_val: np.n
         took = time.perf_counter() - started
         busy += took
 
-        raw_loss, val_loss = validation_log_loss(
-            predict_logits(model, X_val, device, on_device=val_on_device), y_val, ratio)
+        val_logits = predict_logits(model, X_val, device, on_device=val_on_device)
+        raw_loss, val_loss = validation_log_loss(val_logits, y_val, ratio)
         history.epochs.append({"epoch": epoch, "train_loss": total_loss / max(batches, 1),
                                "train_seconds": took, "train_samples": seen - seen_before,
                                "val_log_loss_uncalibrated": raw_loss,
                                "val_log_loss": val_loss})
         if val_loss < history.best_val_log_loss - 1e-9:
             history.best_epoch, history.best_val_log_loss, stale = epoch, val_loss, 0
+            history.best_val_logits = val_logits
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
@@ -350,6 +361,11 @@ class TorchForecaster:
             y, loss_class_weights(self.config.loss, to_index(y)),
             self.config.sampler == "balanced")
         self.classes_ = CLASSES
+        # The kept weights already scored the validation rows: scoring reuses that pass
+        # (on a CPU it was a third of DeepLOB's run time) instead of predicting them again.
+        logits, self.history_.best_val_logits = self.history_.best_val_logits, None
+        self.validation_proba_ = (None if logits is None
+                                  else probabilities(logits, self.prior_ratio_))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -94,3 +94,22 @@ def test_cudnn_autotunes_unless_determinism_is_asked_for():
     train_module.seed_everything(0, deterministic=True)
     assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
     assert replace(TrainConfig(), deterministic=True).to_dict()["deterministic"] is True
+
+
+def test_the_kept_weights_validation_pass_is_what_predicting_validation_gives(book_windows):
+    """Scoring reuses the validation probabilities of the epoch whose weights were kept:
+    they must be the probabilities those weights give now, row for row (a pass kept from
+    the last epoch instead of the best one, or rows out of order, would differ)."""
+    from models.train import TorchForecaster
+
+    view, y = book_windows
+    half = len(y) // 2
+    # 12 epochs on 128 rows at a high learning rate: the validation loss rises after its best
+    config = replace(TrainConfig(model="deeplob", horizon_ns=10 * NS), epochs=12, patience=12,
+                     batch_size=32, window=view.window, learning_rate=0.05, device="cpu")
+    est = TorchForecaster(config).fit(view[np.arange(half)], y[:half],
+                                      view[np.arange(half, len(y))], y[half:])
+    assert est.validation_proba_ is not None and est.history_.best_val_logits is None
+    again = est.predict_proba(view[np.arange(half, len(y))])
+    np.testing.assert_allclose(est.validation_proba_, again, rtol=1e-4, atol=1e-6)
+    assert est.history_.best_epoch < len(est.history_.epochs) - 1  # not the last epoch
