@@ -188,6 +188,13 @@ def walkforward(
     rows.append(("all blocks", *(f"{agg[n]['macro_f1']:.3f} / {agg[n]['net_pnl_bps']:.1f}"
                                  for n in names)))
     terminal.print_table(columns, rows, title=f"walk-forward {model} (test blocks)")
+    for block in summary["skipped_blocks"]:
+        typer.echo(f"skipped: the block training from {block['train_start']}: "
+                   f"{block['reason']}")
+    if summary["skipped_blocks"]:
+        typer.echo(f"{len(summary['skipped_blocks'])} of "
+                   f"{len(summary['skipped_blocks']) + len(summary['blocks'])} blocks were "
+                   "skipped; 'all blocks' pools the scored ones only.")
     typer.echo(f"walk-forward written to {run_dir}")
 
 

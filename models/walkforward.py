@@ -31,12 +31,15 @@ from models.pipeline import (
 )
 from models.runs import _iso, _write_json, code_version, new_run_id, prediction_frame
 
+MIN_TRAIN_ROWS = 30  # a block with fewer training rows is skipped (and said so)
+
 
 def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int, step_ns: int,
                  progress: bool = False) -> tuple[Path, dict[str, Any]]:
     """Run every block; write `runs/<id>/` (kind 'walkforward') and return it with the
-    summary: per-block macro-F1 and net PnL for the model and each baseline, and the
-    aggregate over all blocks."""
+    summary: per-block macro-F1 and net PnL for the model and each baseline, the blocks
+    that could not be scored with the reason (`skipped_blocks`), and the aggregate over
+    the scored blocks."""
     config.validate()
     if train_ns <= 0 or step_ns <= 0:
         raise UserError("--train-window and --step must be positive durations.")
@@ -49,6 +52,7 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
     window_ns = input_window_ns(data, config)
     starts = range(int(data.ts[0]), int(data.ts[-1]) - train_ns, step_ns)
     blocks: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []  # blocks that could not be scored, and why
     pooled: dict[str, list[Any]] = {name: [] for name in ("model", *BASELINES)}
     pooled_rows: list[np.ndarray] = []
     iterator: Any = starts
@@ -59,12 +63,16 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
     for start in iterator:
         splits = window_splits(data.ts, usable, start, train_ns, step_ns, data.horizon_ns,
                                window_ns)
-        if splits is None or len(splits.train) < 30:
+        if splits is None or len(splits.train) < MIN_TRAIN_ROWS:
+            skipped.append({"train_start": _iso(start), "reason": (
+                "no usable rows in its train, validation or test part" if splits is None
+                else f"{len(splits.train)} training rows, fewer than {MIN_TRAIN_ROWS}")})
             continue
         try:
             used, _, results = fit_and_score(data, splits, config)
-        except UserError:
-            continue  # e.g. no complete DeepLOB window in this block
+        except UserError as exc:  # e.g. no complete DeepLOB window, a class missing
+            skipped.append({"train_start": _iso(start), "reason": str(exc)})
+            continue
         block = {"train_start": _iso(start), "test_start": _iso(int(data.ts[used.test[0]])),
                  "test_end": _iso(int(data.ts[used.test[-1]])), "test_rows": len(used.test)}
         for name, scored in results.items():
@@ -90,6 +98,7 @@ def walk_forward(data_dir: str | Path | None, config: TrainConfig, train_ns: int
         aggregate[name] = policy_report(data.y[rows], by_class, signal, long_net[rows],
                                         short_net[rows])
     summary = {"model": config.model, "fee_bps": data.fee_bps, "blocks": blocks,
+               "skipped_blocks": skipped,
                "aggregate": aggregate,
                "macro_f1": aggregate["model"]["macro_f1"],
                "baselines": {b: aggregate[b] for b in BASELINES},

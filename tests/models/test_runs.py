@@ -3,7 +3,9 @@ other models end to end, walk-forward, and user errors at the command line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,29 @@ def test_walk_forward_reports_every_block_and_the_aggregate(book_data_dir):
     starts = [b["test_start"] for b in summary["blocks"]]
     assert starts == sorted(starts)
     assert (run_dir / "predictions.parquet").exists()
+    # every block is either scored or listed with its reason: none disappears silently
+    data_range = json.loads((run_dir / "run.json").read_text())["data_range"]
+    first, last = (int(dt.datetime.fromisoformat(data_range[k]).timestamp() * 1e3)
+                   for k in ("first", "last"))  # ms, as stored
+    train_ms, step_ms = 20 * 60 * 1000, 5 * 60 * 1000
+    assert len(summary["blocks"]) + len(summary["skipped_blocks"]) == len(
+        range(first, last - train_ms, step_ms))
+    assert all(b["reason"] for b in summary["skipped_blocks"])
+
+
+def test_walk_forward_says_which_blocks_it_could_not_score(book_data_dir):
+    """DeepLOB needs a complete 150-snapshot input window in every split: the block whose
+    split meets the fixture's gap has none, so it is skipped and named, and the aggregate
+    pools the others (a silent skip was what walkforward did before)."""
+    proc = subprocess.run([sys.executable, "-c", "from bookcast.cli import main; main()",
+                           "walkforward", "--data-dir", str(book_data_dir), "--model",
+                           "deeplob", "--set", "compact", "--horizon", "10s", "--window",
+                           "150", "--epochs", "1", "--train-window", "20m", "--step", "10m"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())
+    assert "skipped: the block training from" in out and "150-snapshot window" in out, out
+    assert re.search(r"\b[1-9]\d* of \d+ blocks were skipped", out), out
 
 
 @pytest.mark.parametrize("args, message", [
