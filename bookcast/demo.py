@@ -102,8 +102,8 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
                         interval_ns)
 
         step(3, total, "replay the captures into snapshots and trades",
-             f"bookcast replay CAPTURES --data-dir {root} --interval {cfg.interval} "
-             "(running since step 2)")
+             f"bookcast replay CAPTURES --data-dir {root} --interval {cfg.interval}")
+        console.print("  [dim](it has been running in its own process since step 2)[/dim]")
         console.print(replay.result(), highlight=False)
     symbols = replayed_symbols(root)
 

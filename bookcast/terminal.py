@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import textwrap
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -240,24 +241,57 @@ def progress(items: Iterable[T], description: str, total: int | None = None,
             bar.advance(task)
 
 
-class _JsonFormatter(logging.Formatter):
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event, and the event's fields (the
+    `extra={"fields": {...}}` of the call)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-                 "logger": record.name, "message": record.getMessage()}
+        obj: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name,
+            "event": record.getMessage()}
+        fields = getattr(record, "fields", None)
+        if fields:
+            obj.update(fields)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+            obj["exception"] = self.formatException(record.exc_info)
+        return json.dumps(obj, default=str)
 
 
-def setup_logging(verbose: bool = False, json_logs: bool | None = None) -> None:
+class TextLineFormatter(logging.Formatter):
+    """`HH:MM:SS level    event  key=value ...`, for a person at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        line = f"{stamp} {record.levelname.lower():<8} {record.getMessage()}"
+        fields = getattr(record, "fields", None)
+        if fields:
+            line += "  " + " ".join(f"{k}={_field_text(v)}" for k, v in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _field_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return f'"{text}"' if " " in text and isinstance(value, str) else text
+
+
+def setup_logging(verbose: bool = False, json_logs: bool | None = None,
+                  bookcast_level: int | None = None) -> None:
     """Log lines on stderr: readable text at a terminal, one JSON object per line when
-    asked (`json_logs=True`) or when stderr is not a terminal (journald, a log file)."""
-    as_json = (not interactive()) if json_logs is None else json_logs
+    asked (`json_logs=True`) or when stderr is not a terminal (journald, a log file).
+    Other libraries log warnings only; bookcast's own loggers log at `bookcast_level`
+    (default: INFO with `verbose`, else warnings)."""
+    as_json = (not interactive(sys.stderr)) if json_logs is None else json_logs
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if as_json else
-                         logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(JsonLineFormatter() if as_json else TextLineFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("bookcast").setLevel(
+        bookcast_level if bookcast_level is not None
+        else logging.INFO if verbose else logging.WARNING)

@@ -59,9 +59,11 @@ class ClassificationPolicy:
             # above them all ("never"), so flat-only is always a candidate. A threshold at
             # or below the smallest probability fires on every row whatever the model says
             # (a constant forecast would become "always down"): not a candidate.
-            qs = np.quantile(p, np.linspace(0.5, 1.0, 26)) if len(p) else np.empty(0)
-            qs = qs[qs > p.min()] if len(p) else qs
-            return np.unique(np.concatenate([qs, [1.0 + 1e-9]]))
+            never = np.array([1.0 + 1e-9])
+            if not len(p):
+                return never
+            qs = np.quantile(p, np.linspace(0.5, 1.0, 26))
+            return np.unique(np.concatenate([qs[qs > p.min()], never]))
 
         best = (-np.inf, 1.0 + 1e-9, 1.0 + 1e-9)
         for up in grid(proba_val[:, 2]):

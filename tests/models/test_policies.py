@@ -105,6 +105,21 @@ def test_classification_thresholds_pick_the_clearer_side():
     assert policy.signals(proba).tolist() == [1, -1, 0, 1]
 
 
+def test_a_constant_forecast_is_tuned_to_no_signal():
+    """Validation labels where 'down' is the largest class: calling every row down scores a
+    higher macro-F1 than flat, but a forecast that says the same for every row ranks
+    nothing, so no threshold may turn it into a signal."""
+    y_val = np.array([-1] * 60 + [0] * 10 + [1] * 30)
+    constant = np.tile([0.4, 0.3, 0.3], (len(y_val), 1))
+    assert macro_f1(y_val, np.full_like(y_val, -1)) > macro_f1(y_val, np.zeros_like(y_val))
+    policy = ClassificationPolicy.tune(constant, y_val)
+    assert (policy.signals(constant) == 0).all()
+    # a forecast that does rank still gets its signals
+    ranked = constant.copy()
+    ranked[:60] = [0.6, 0.2, 0.2]
+    assert (ClassificationPolicy.tune(ranked, y_val).signals(ranked)[:60] == -1).all()
+
+
 @pytest.mark.parametrize("family", ["logistic", "lightgbm", "mlp"])
 def test_every_trained_family_leans_with_the_book(scored_families, family):
     """On test rows, each estimator's calibrated p_up is higher where the best bid is most
