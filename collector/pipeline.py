@@ -134,7 +134,8 @@ class Pipeline:
             self.advance(state, t)
 
     def advance(self, state: SymbolState, ts_recv: int) -> None:
-        """Write the grid rows before `ts_recv` from the book as it stands (FeedSink)."""
+        """Write the grid rows before `ts_recv` from the book as it stands (FeedSink).
+        `hold` then `release` without the list: this runs for every diff of a replay."""
         if not state.valid:
             return
         g = self._next_grid[state.symbol]
@@ -142,7 +143,7 @@ class Pipeline:
             return
         step = self.interval_ns
         while g < ts_recv:
-            self._emit(state, g)
+            self._write_row(state, self._row(state, g))
             g += step
         self._next_grid[state.symbol] = g
 
@@ -164,9 +165,6 @@ class Pipeline:
     def release(self, state: SymbolState, held: list[tuple]) -> None:
         for row in held:
             self._write_row(state, row)
-
-    def _emit(self, state: SymbolState, g: int) -> None:
-        self._write_row(state, self._row(state, g))
 
     def _row(self, state: SymbolState, g: int) -> tuple:
         symbol = state.symbol

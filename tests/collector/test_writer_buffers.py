@@ -132,15 +132,15 @@ def test_buffers_grow_across_thousands_of_rows_and_parts_start_small_again(tmp_p
 
 
 class RecordingPipeline(Pipeline):
-    """Keeps, for each row it emits, the book's levels as Python floats (book.top)."""
+    """Keeps, for each row it takes, the book's levels as Python floats (book.top)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.seen: list[tuple[list[float], ...]] = []
 
-    def _emit(self, state, g) -> None:
+    def _row(self, state, g) -> tuple:
         self.seen.append(state.book.top(self.depth))
-        super()._emit(state, g)
+        return super()._row(state, g)
 
 
 @pytest.mark.parametrize("depth, interval_s", [(None, 3), (25, 1)])
