@@ -170,19 +170,32 @@ def walk_side(px_offsets, px, sz_offsets, sz, bounds, is_bid, levels, cum_levels
         for i in range(min(length, head)):
             head_px[i, r] = px[p0 + i]
             head_sz[i, r] = sz[s0 + i]
-        # One tight loop per bound over every level (a row's levels stay in L1 cache);
+        # Two bounds per pass over every level (a row's levels stay in L1 cache): one
+        # running sum waits on its previous add, two independent ones share the wait
+        # (0.076 against 0.101 s for both sides of 200,000 rows, the same sums bit for bit).
         # (p - bound) against 0 is the formula's own arithmetic.
-        for j in range(n_bounds):
-            bound, acc = bounds[r, j], 0.0
+        for j in range(0, n_bounds, 2):
+            pair = j + 1 < n_bounds
+            b0 = bounds[r, j]
+            b1 = bounds[r, j + 1] if pair else b0
+            acc0, acc1 = 0.0, 0.0
             if is_bid:
                 for i in range(length):
-                    if px[p0 + i] - bound >= 0.0:
-                        acc += sz[s0 + i]
+                    p, s = px[p0 + i], sz[s0 + i]
+                    if p - b0 >= 0.0:
+                        acc0 += s
+                    if p - b1 >= 0.0:
+                        acc1 += s
             else:
                 for i in range(length):
-                    if px[p0 + i] - bound <= 0.0:
-                        acc += sz[s0 + i]
-            depth[j, r] = acc
+                    p, s = px[p0 + i], sz[s0 + i]
+                    if p - b0 <= 0.0:
+                        acc0 += s
+                    if p - b1 <= 0.0:
+                        acc1 += s
+            depth[j, r] = acc0
+            if pair:
+                depth[j + 1, r] = acc1
     return depth, cum, weighted, last_px, head_px, head_sz
 
 
