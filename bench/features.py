@@ -12,11 +12,15 @@ the last run ended, on one continuous 100 ms grid; trades likewise. So the books
 row-to-row changes and the Parquet compression are the real ones (the bench prints bytes
 per row of both), where uniform noise compressed 7x worse than real data.
 
-Measured per case, in fresh processes, the three interleaved in rotating order over
+Measured per case, in fresh processes, the four interleaved in rotating order over
 `--rounds` rounds, each reported as the median and as the median of per-round ratios:
 - `build_features` end to end (snapshot Parquet in, micro-price fit, features Parquet
   out), this tree and the baseline's code (exported with `git archive`, nothing of it
-  committed here), wall and CPU seconds and peak RSS;
+  committed here), wall and CPU seconds and peak RSS. The baseline runs twice: on the
+  files this tree's writer wrote (both read the same bytes) and on the same rows written
+  by the baseline's own `write_table_atomic(table, path)`, the call its snapshot writer
+  made (`baseline, own files`: end to end as a user of each version gets it, since the
+  snapshot encoding is part of this change);
 - the pandas anchor (`pandas_features`: read with pandas, levels as 2-D arrays by
   `np.stack` plus masks, rolling windows in pandas): the same 59 columns (all but the
   micro-price), checked equal to this tree's output to 1e-9 on every case.
@@ -355,6 +359,19 @@ hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
 print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": hwm / 1024}))
 """
 
+# argv: tree, source root, destination root. The same rows re-encoded by a tree's own writer.
+REWRITE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import pyarrow.parquet as pq
+from collector.writers import write_table_atomic
+source, destination = Path(sys.argv[2]), Path(sys.argv[3])
+for path in sorted(source.rglob("*.parquet")):
+    write_table_atomic(pq.read_table(path), destination / path.relative_to(source))
+print("done")
+"""
+
 # A cold `bookcast features`-like start: process start to the written dataset.
 COLD = """
 import json, sys, time
@@ -389,23 +406,27 @@ def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Pa
             caches: dict[str, Path]) -> None:
     import polars as pl
 
-    jobs = {"baseline": (base, "build"), "this tree": (ROOT, "build"), "pandas": (ROOT, "pandas")}
+    own = Path(tempfile.mkdtemp(dir=tmp))
+    run_in(base, REWRITE, str(inputs), str(own), cache=caches["baseline"])
+    jobs = {"baseline": (base, "build", inputs), "baseline, own files": (base, "build", own),
+            "this tree": (ROOT, "build", inputs), "pandas": (ROOT, "pandas", inputs)}
     results: dict[str, list[dict]] = {name: [] for name in jobs}
-    print(f"\n[{case}: {rows:,} rows, {bytes_per_row(inputs):.0f} B/row on disk; {rounds} "
-          f"rounds; {load()}]")
+    print(f"\n[{case}: {rows:,} rows, {bytes_per_row(inputs):.0f} B/row on disk as this tree "
+          f"writes them, {bytes_per_row(own):.0f} as the baseline does; {rounds} rounds; "
+          f"{load()}]")
     names = list(jobs)
     for r in range(rounds):
-        for name in names[r % 3:] + names[:r % 3]:
-            tree, job = jobs[name]
-            root = scratch_root(inputs, tmp)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            tree, job, source = jobs[name]
+            root = scratch_root(source, tmp)
             results[name].append(json.loads(run_in(tree, CHILD, job, str(root), SETTINGS,
                                                    cache=caches[name])))
     this = results["this tree"]
-    for name in ("baseline", "this tree", "pandas"):
+    for name in jobs:
         runs = results[name]
         wall = statistics.median(x["wall"] for x in runs)
         cpu = statistics.median(x["cpu"] for x in runs)
-        line = (f"  {name:10s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+        line = (f"  {name:19s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
                 f"peak {statistics.median(x['peak_mib'] for x in runs):6.0f} MiB")
         if name != "this tree":
             line += (f"   this tree is {paired_ratio([x['wall'] for x in runs], [t['wall'] for t in this]):4.2f}x "
@@ -442,11 +463,16 @@ def cold_start(inputs: Path, base: Path, tmp: Path) -> None:
 
 
 def codecs(inputs: Path, tmp: Path) -> None:
-    """Snapshot files: decode time of the build's columns per codec and row-group size;
+    """Snapshot files: single-threaded decode time of the build's columns per codec and
+    row-group size (10,485-row groups unless said);
     features files: write and read time per codec (the choices in writers/build)."""
     import polars as pl
 
-    from collector.writers import snapshot_row_group_rows
+    from collector.writers import (
+        PARQUET_COMPRESSION,
+        PARQUET_COMPRESSION_LEVEL,
+        snapshot_row_group_rows,
+    )
     from features.definitions import SNAPSHOT_COLUMNS
 
     snap = pq.read_table(next((inputs / "snapshots").rglob("*.parquet")))
@@ -464,7 +490,7 @@ def codecs(inputs: Path, tmp: Path) -> None:
 
     def decode() -> None:
         for _ in pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
-                batch_size=4096, columns=list(SNAPSHOT_COLUMNS)):
+                batch_size=4096, columns=list(SNAPSHOT_COLUMNS), use_threads=False):
             pass
 
     middle = snap["ts"][snap.num_rows // 2].as_py()
@@ -473,19 +499,25 @@ def codecs(inputs: Path, tmp: Path) -> None:
         pl.scan_parquet(path).filter(pl.col("ts").is_between(
             middle, middle + dt.timedelta(minutes=5))).collect()
 
+    rows = snapshot_row_group_rows(100)
     for label, options in (
-            ("zstd, no dictionary, one row group", {}),
-            ("zstd, no dictionary, 10,485-row groups (the collector's)",
-             {"row_group_size": snapshot_row_group_rows(100)}),
-            ("lz4, no dictionary", {"compression": "lz4"}),
-            ("snappy, no dictionary", {"compression": "snappy"}),
-            ("zstd, dictionary", {"use_dictionary": True}),
-            ("uncompressed", {"compression": "none"})):
-        kw = {"compression": "zstd", "use_dictionary": False, **options}
+            ("the collector's", {"compression": PARQUET_COMPRESSION,
+                                 "compression_level": PARQUET_COMPRESSION_LEVEL}),
+            ("zstd 1 (before)", {}),
+            ("zstd 1, one row group", {"row_group_size": None}),
+            ("zstd 3", {"compression_level": 3}),
+            ("zstd -5", {"compression_level": -5}),
+            ("lz4 (fast)", {"compression": "lz4", "compression_level": None}),
+            ("snappy", {"compression": "snappy", "compression_level": None}),
+            ("zstd 1, data pages v2", {"data_page_version": "2.0"}),
+            ("zstd 1, dictionary", {"use_dictionary": True}),
+            ("uncompressed", {"compression": "none", "compression_level": None})):
+        kw = {"compression": "zstd", "compression_level": 1, "use_dictionary": False,
+              "row_group_size": rows, **options}
         write = best(lambda kw=kw: pq.write_table(snap, path, **kw), 1)
         wall, cpu = best(decode)
         five = best(window)
-        print(f"  snapshots {label:40s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
+        print(f"  snapshots {label:38s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
               f"write cpu {write[1]:5.2f} s  decode wall {wall:5.2f} s cpu {cpu:5.2f} s  "
               f"5-minute window wall {five[0]:5.3f} s")
     from features.build import build_features
@@ -516,8 +548,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bookcast-features-bench-") as tmp_name, \
             baseline_tree(args.baseline, args.baseline_dir) as base:
         tmp = Path(tmp_name)
-        caches = {name: Path(tempfile.mkdtemp(dir=tmp)) for name in ("baseline", "this tree",
-                                                                      "pandas")}
+        caches = {name: Path(tempfile.mkdtemp(dir=tmp)) for name in (
+            "baseline", "baseline, own files", "this tree", "pandas")}
         real = replay_real(tmp / "real")
         print(f"features bench: default set, 5 horizons, {INTERVAL // 1_000_000} ms grid; "
               f"baseline {args.baseline_dir or args.baseline}; python {sys.version.split()[0]}")
