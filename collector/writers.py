@@ -44,14 +44,15 @@ def snapshot_row_group_rows(levels_per_row: float) -> int:
     return max(64, int(ROW_GROUP_LEVELS / max(1.0, levels_per_row)))
 
 
-# How every snapshot and trade file is encoded. LZ4 at level 3 (LZ4 HC): on real-like
-# depth-100 partitions it is as small as zstd level 1 (236 against 235 B a row; 13 % smaller
-# at full depth) and decodes 23 % faster (0.445 against 0.58 s of CPU for 200,000 rows),
-# the bulk of a feature build; its writes cost about 4.5 us more a row, which a replay
-# (about 250 us a row) and a live collector hardly feel. Plain LZ4 decodes as fast but is
-# 46 % larger; zstd's faster levels decode no faster. `bench/features.py --codecs`.
-PARQUET_COMPRESSION = "lz4"
-PARQUET_COMPRESSION_LEVEL = 3
+# How every snapshot and trade file is encoded (measured with `bench/features.py --codecs`
+# and a replay of the real Binance capture, 2026-12-01). zstd level 1. LZ4 HC at level 3
+# is as small on depth-100 books (236 against 235 B a row) and decodes 23 % faster (0.445
+# against 0.58 s of CPU for 200,000 rows, most of a feature build), but made the replay
+# 8-30 % slower in CPU, against its own target; plain LZ4 decodes as fast, writes no faster
+# here, and is 46 % larger at depth 100 and four times larger at full depth; zstd's faster
+# levels decode no faster. So the files stay what they were.
+PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION_LEVEL = 1
 
 
 def write_table_atomic(table: pa.Table, path: Path, row_group_rows: int | None = None) -> None:
