@@ -501,9 +501,9 @@ def codecs(inputs: Path, tmp: Path) -> None:
 
     rows = snapshot_row_group_rows(100)
     for label, options in (
-            ("the collector's", {"compression": PARQUET_COMPRESSION,
-                                 "compression_level": PARQUET_COMPRESSION_LEVEL}),
-            ("zstd 1 (before)", {}),
+            (f"the collector's ({PARQUET_COMPRESSION} {PARQUET_COMPRESSION_LEVEL})",
+             {"compression": PARQUET_COMPRESSION, "compression_level": PARQUET_COMPRESSION_LEVEL}),
+            ("lz4 HC 3", {"compression": "lz4", "compression_level": 3}),
             ("zstd 1, one row group", {"row_group_size": None}),
             ("zstd 3", {"compression_level": 3}),
             ("zstd -5", {"compression_level": -5}),
