@@ -2,7 +2,8 @@
 baseline commit and against a vectorised pandas implementation, at the same row counts.
 
     .venv/bin/python bench/features.py [--rows 20000,200000] [--rounds 3]
-                                       [--baseline c6506aa | --baseline-dir DIR] [--codecs]
+                                       [--baseline c6506aa | --baseline-dir DIR]
+                                       [--codecs] [--sections]
 
 Inputs. The real Binance BTCUSDT captures (spot and USD-M) are replayed by the collector
 at 100 ms, 100 levels; that is the first case ("real", three date partitions). The
@@ -27,7 +28,8 @@ Measured per case, in fresh processes, the four interleaved in rotating order ov
 The numba kernel is loaded before the clock starts (steady state); `cold start`
 times a fresh process with an empty numba cache (JIT compilation included) and with
 the cache written by the previous run.
-`--codecs` adds the measurements behind the codec and row-group choices.
+`--codecs` adds the measurements behind the codec and row-group choices, `--sections` this
+tree's CPU by step of the build on the largest partition (where the time goes).
 """
 
 from __future__ import annotations
@@ -534,6 +536,67 @@ def codecs(inputs: Path, tmp: Path) -> None:
               f"wall {write[0]:5.2f} cpu {write[1]:5.2f}  read wall {read[0]:5.2f} cpu {read[1]:5.2f}")
 
 
+def sections(inputs: Path, tmp: Path, reps: int = 5) -> None:
+    """Where this tree's build spends its CPU: the steps of `build_features` on one partition,
+    each timed alone in this process (median of `reps`), the later ones on the earlier ones'
+    results (the walk on batches decoded beforehand), so decoding is apart from the walk it
+    overlaps in a build."""
+    import polars as pl
+
+    from features import build
+    from features.definitions import FEATURE_SETS, SNAPSHOT_COLUMNS, prepare_book, snapshot_features
+    from features.labels import label_columns
+    from features.partitions import read_snapshot_batches, scan_trades, snapshot_partitions
+
+    cfg = FEATURE_SETS["default"]
+    (part,) = snapshot_partitions(inputs)
+    prepare_book([], cfg)  # the kernel loaded
+    cpu: dict[str, list[float]] = {}
+
+    def step(name: str, fn, *args):
+        start = time.process_time()
+        out = fn(*args)
+        cpu.setdefault(name, []).append(time.process_time() - start)
+        return out
+
+    def decode() -> int:  # streamed as the build streams them: memory is reused
+        return sum(batch.num_rows for batch in read_snapshot_batches(part, SNAPSHOT_COLUMNS))
+
+    def collect(lazy: pl.LazyFrame) -> pl.DataFrame:
+        return lazy.collect(engine="in-memory")  # as feature_frame does
+
+    def with_labels(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(label_columns(frame, HORIZONS, part.interval_ns, FEE_BPS))
+
+    def fit(frame: pl.DataFrame):
+        return build.fit_microprice_on_training(
+            build.training_rows(frame, int(frame["_ts_ns"].max()) + 1), part)
+
+    def write(frame: pl.DataFrame) -> Path:
+        return build.write_partition(frame.select(build.output_columns(frame)),
+                                     Path(tempfile.mkdtemp(dir=tmp)), {b"bench": b"sections"})
+
+    batches = list(read_snapshot_batches(part, SNAPSHOT_COLUMNS))
+    for _ in range(reps):
+        step("decode (read_snapshot_batches, two threads)", decode)
+        book = step("level walk and book columns (prepare_book)", prepare_book, batches, cfg)
+        lazy = step("trades into the grid (trade_buckets)", snapshot_features, book.lazy(),
+                    scan_trades(inputs, part), cfg, part.interval_ns)
+        frame = step("feature expressions (collect)", collect, lazy)
+        frame = step("labels (label_columns)", with_labels, frame)
+        table = step("micro-price fit", fit, frame)
+        frame = step("micro-price column", build.with_microprice, frame, cfg, table)
+        step("features Parquet (write_partition)", write, frame)
+    total = sum(statistics.median(v) for v in cpu.values())
+    print(f"\n[CPU by step, this tree, {part.files[0].stat().st_size / 2**20:.0f} MiB partition "
+          f"of {pl.scan_parquet(part.files).select(pl.len()).collect().item():,} rows; "
+          f"median of {reps}; {load()}]")
+    for name, values in cpu.items():
+        median = statistics.median(values)
+        print(f"  {name:46s} {median:6.3f} s  {median / total:4.0%}")
+    print(f"  {'sum':46s} {total:6.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="20000,200000",
@@ -542,6 +605,8 @@ def main() -> None:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
     parser.add_argument("--baseline-dir")
     parser.add_argument("--codecs", action="store_true", help="also the codec measurements")
+    parser.add_argument("--sections", action="store_true",
+                        help="also this tree's CPU by step on the largest partition")
     args = parser.parse_args()
     sizes = [int(r) for r in args.rows.split(",") if r]
 
@@ -562,6 +627,8 @@ def main() -> None:
             compare("real-like partition", inputs[n], n, base, args.rounds, tmp, caches)
         if sizes:
             cold_start(inputs[sizes[0]], base, tmp)
+            if args.sections:
+                sections(inputs[sizes[-1]], tmp)
             if args.codecs:
                 codecs(inputs[sizes[-1]], tmp)
 
