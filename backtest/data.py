@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from backtest.fills import levels_reached
 from bookcast.errors import UserError
 from bookcast.paths import partition_dir, runs_dir
 from bookcast.schema import PREDICTION_COLUMNS
@@ -36,6 +40,9 @@ class Book:
     ask_sz: np.ndarray
     ask_off: np.ndarray
     interval_ns: int
+    # Orders of up to this many base units walk the kept levels exactly as the full book
+    # (`load_book`); inf when every level is kept.
+    reach_qty: float = math.inf
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -51,6 +58,21 @@ class Book:
     def touch_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Best bid and best ask sizes per row (NaN where a side is empty)."""
         return (_first_level(self.bid_sz, self.bid_off), _first_level(self.ask_sz, self.ask_off))
+
+    @cached_property
+    def lowest_mid(self) -> float:
+        return float(np.nanmin(self.mid)) if np.isfinite(self.mid).any() else math.inf
+
+    def check_reach(self, notional: float, size: float | None) -> None:
+        """Refuse orders larger than this book was loaded for: their walks could need
+        levels `load_book` did not keep, and the fills would differ from the full book's."""
+        if math.isinf(self.reach_qty):
+            return
+        largest = size if size else notional / self.lowest_mid
+        if not largest <= self.reach_qty:
+            raise ValueError(f"Orders of up to {largest:g} {self.symbol} may walk levels this "
+                             f"book did not load (it holds walks of up to {self.reach_qty:g}); "
+                             "load it with this order's notional or size.")
 
 
 @dataclass(frozen=True)
@@ -131,8 +153,15 @@ def load_run_dir(run_dir: Path) -> Run:
     return Run(run_id, info, frame)
 
 
-def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int) -> Book:
-    """Snapshots of venue/symbol on the dates from first_ts to last_ts (plus a day)."""
+def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, *,
+              notional: float | None = None, size: float | None = None) -> Book:
+    """Snapshots of venue/symbol on the dates from first_ts to last_ts (plus a day).
+
+    The files are decoded batch by batch. Given the orders' `notional` (quote currency,
+    sized at the entry's mid) or `size` (base units), each row keeps only the levels such
+    an order can walk (`backtest.fills.levels_reached`, docs/backtest.md "Loading the
+    book"), so the fills are those of the full book; with neither, every level is kept.
+    """
     base = partition_dir(root, "snapshots", venue, symbol, "x").parent
     if not base.is_dir():
         raise UserError(f"There are no snapshots for {venue} {symbol} under {base}.")
@@ -144,48 +173,142 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int) 
     if not files:
         raise UserError(f"There are no snapshots for {venue} {symbol} from {first_date} "
                         f"to {last_date} under {base}.")
-    tables = []
+    reach_qty = _reach_qty(files, notional, size)
+    parts: list[_Part] = []
     interval_ns = None
     for path in files:
         try:
-            table = pq.read_table(path, columns=list(_BOOK_COLUMNS))
-            meta = pq.read_schema(path).metadata or {}
+            snapshots = pq.ParquetFile(path)
+            meta = snapshots.schema_arrow.metadata or {}
+            batches = snapshots.iter_batches(batch_size=_batch_rows(snapshots),
+                                             columns=list(_BOOK_COLUMNS))
+            parts.extend(_Part.of(batch, reach_qty, path) for batch in batches)
+        except UserError:
+            raise
         except Exception as exc:
             raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
         if b"interval_ns" in meta and interval_ns is None:
             interval_ns = int(meta[b"interval_ns"])
-        tables.append(table)
-    table = pa.concat_tables(tables).combine_chunks()
-    ts = table["ts"].chunk(0).cast(pa.int64()).to_numpy() if table.num_rows else np.empty(0)
-    if table.num_rows == 0:
+    ts = np.concatenate([part.ts for part in parts])
+    if ts.shape[0] == 0:
         raise UserError(f"The snapshots of {venue} {symbol} under {base} hold no rows.")
+    gap = np.concatenate([part.gap for part in parts])
+    sides = {side: _joined(parts, side) for side in ("bid", "ask")}
+    del parts
     if np.any(np.diff(ts) <= 0):
         order = np.argsort(ts, kind="stable")
-        table = table.take(pa.array(order)).combine_chunks()
-        ts = ts[order]
+        ts, gap = ts[order], gap[order]
         if np.any(np.diff(ts) == 0):
             raise UserError(f"The snapshots of {venue} {symbol} under {base} repeat timestamps.")
+        for side, (px, sz, off) in sides.items():
+            rows, off = _rows_taken(off[:-1][order], np.diff(off)[order])
+            sides[side] = (px[rows], sz[rows], off)
     if interval_ns is None:
         interval_ns = int(np.median(np.diff(ts))) if ts.shape[0] > 1 else NS_PER_UNIT["s"]
-    gap = table["gap"].chunk(0).fill_null(False).to_numpy(zero_copy_only=False)
-    sides = {}
-    for side in ("bid", "ask"):
-        px = table[f"{side}_px"].chunk(0)
-        sz = table[f"{side}_sz"].chunk(0)
-        px_off = px.offsets.to_numpy().astype(np.int64)
-        sz_off = sz.offsets.to_numpy().astype(np.int64)
-        if not np.array_equal(px_off - px_off[0], sz_off - sz_off[0]):
-            raise UserError(f"The snapshots of {venue} {symbol} under {base} have {side} "
-                            "prices and sizes of different lengths.")
-        # Offsets index the list's child array; rebase to a flat copy of the used span.
-        values_px = px.values.to_numpy(zero_copy_only=False)[px_off[0]:px_off[-1]]
-        values_sz = sz.values.to_numpy(zero_copy_only=False)[sz_off[0]:sz_off[-1]]
-        sides[side] = (np.ascontiguousarray(values_px, np.float64),
-                       np.ascontiguousarray(values_sz, np.float64), px_off - px_off[0])
     best_bid = _first_level(sides["bid"][0], sides["bid"][2])
     best_ask = _first_level(sides["ask"][0], sides["ask"][2])
-    return Book(venue, symbol, np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(gap),
-                (best_bid + best_ask) / 2.0, *sides["bid"], *sides["ask"], interval_ns)
+    return Book(venue, symbol, ts, gap, (best_bid + best_ask) / 2.0, *sides["bid"],
+                *sides["ask"], interval_ns, reach_qty)
+
+
+# Rows per decoded batch: about this many levels per list column (8 MiB of float64).
+_BATCH_LEVELS = 1 << 20
+
+
+def _batch_rows(snapshots: pq.ParquetFile) -> int:
+    meta = snapshots.metadata
+    column = next(j for j in range(meta.num_columns)
+                  if meta.schema.column(j).path.split(".")[0] == "bid_px")
+    levels = sum(meta.row_group(g).column(column).num_values for g in range(meta.num_row_groups))
+    return max(256, int(_BATCH_LEVELS * meta.num_rows / max(levels, 1)))
+
+
+def _reach_qty(files: list[Path], notional: float | None, size: float | None) -> float:
+    """The largest order, in base units, any fill of this load can walk: `size`, or the
+    notional bought at the lowest mid, which is no lower than the lowest price of any level
+    in the files (their Parquet statistics, else read). inf: keep every level."""
+    if size is not None:
+        return float(size)
+    if notional is None:
+        return math.inf
+    lowest = min(_lowest_price(path) for path in files)
+    return float(notional) / lowest if lowest > 0 else math.inf
+
+
+def _lowest_price(path: Path) -> float:
+    try:
+        snapshots = pq.ParquetFile(path)
+        meta = snapshots.metadata
+        columns = [j for j in range(meta.num_columns)
+                   if meta.schema.column(j).path.split(".")[0] in ("bid_px", "ask_px")]
+        stats = [meta.row_group(g).column(j).statistics
+                 for g in range(meta.num_row_groups) for j in columns]
+        if all(s is not None and s.has_min_max for s in stats):
+            return min((float(s.min) for s in stats), default=math.inf)
+        lows = [pc.min(batch.column(c).flatten()).as_py()
+                for batch in snapshots.iter_batches(columns=["bid_px", "ask_px"])
+                for c in ("bid_px", "ask_px")]
+    except Exception as exc:
+        raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
+    return min((low for low in lows if low is not None), default=math.inf)
+
+
+@dataclass
+class _Part:
+    """One decoded batch of snapshots: its rows and the levels kept of each side."""
+
+    ts: np.ndarray
+    gap: np.ndarray
+    bid: tuple[np.ndarray, np.ndarray, np.ndarray]  # prices, sizes, levels per row
+    ask: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(cls, batch: pa.RecordBatch, reach_qty: float, path: Path) -> _Part:
+        ts = batch.column("ts").cast(pa.int64()).to_numpy()
+        gap = batch.column("gap").fill_null(False).to_numpy(zero_copy_only=False)
+        return cls(ts.astype(np.int64), gap.astype(np.bool_),
+                   *(_kept_levels(batch, side, reach_qty, path) for side in ("bid", "ask")))
+
+
+def _kept_levels(batch: pa.RecordBatch, side: str, reach_qty: float, path: Path
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    px, sz = batch.column(f"{side}_px"), batch.column(f"{side}_sz")
+    px_off = px.offsets.to_numpy().astype(np.int64)
+    sz_off = sz.offsets.to_numpy().astype(np.int64)
+    if not np.array_equal(px_off - px_off[0], sz_off - sz_off[0]):
+        raise UserError(f"The snapshot file {path} has {side} prices and sizes of different "
+                        "lengths.")
+    # Offsets index the list's child array, which may start before this batch's rows.
+    values_px = np.asarray(px.values.to_numpy(zero_copy_only=False)[px_off[0]:px_off[-1]],
+                           np.float64)
+    values_sz = np.asarray(sz.values.to_numpy(zero_copy_only=False)[sz_off[0]:sz_off[-1]],
+                           np.float64)
+    off = px_off - px_off[0]
+    if math.isinf(reach_qty):
+        return values_px.copy(), values_sz.copy(), np.diff(off)
+    counts = levels_reached(np.ascontiguousarray(values_sz), off, reach_qty)
+    rows, _ = _rows_taken(off[:-1], counts)
+    return values_px[rows], values_sz[rows], counts
+
+
+def _rows_taken(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of `counts[i]` levels from `starts[i]`, row after row, and the offsets
+    of the rows they make."""
+    off = np.zeros(counts.shape[0] + 1, np.int64)
+    np.cumsum(counts, out=off[1:])
+    return np.repeat(starts - off[:-1], counts) + np.arange(off[-1]), off
+
+
+def _joined(parts: list[_Part], side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One side's levels of all parts back to back, each array joined before the next."""
+    px = np.concatenate([getattr(part, side)[0] for part in parts])
+    sz = np.concatenate([getattr(part, side)[1] for part in parts])
+    counts = np.concatenate([getattr(part, side)[2] for part in parts])
+    for part in parts:  # the parts' copies go as the joined arrays come
+        setattr(part, side, None)
+    off = np.zeros(counts.shape[0] + 1, np.int64)
+    np.cumsum(counts, out=off[1:])
+    return px, sz, off
 
 
 def book_from_levels(venue: str, symbol: str, ts: np.ndarray, bids: list[list[tuple]],

@@ -113,6 +113,7 @@ def price_decisions(book: Book, decisions: signals.Decisions, config: BacktestCo
     rates ride along but fills never depend on them."""
     taker = config.fee_bps * 1e-4
     maker = (config.fee_bps if config.maker_fee_bps is None else config.maker_fee_bps) * 1e-4
+    book.check_reach(config.notional, config.size)
     out = fill_round_trips(book.ts, book.gap, book.mid, book.bid_px, book.bid_sz, book.bid_off,
                            book.ask_px, book.ask_sz, book.ask_off, decisions.entry_ts,
                            decisions.exit_ts, decisions.side, np.int64(latency_ns),
@@ -480,7 +481,8 @@ def backtest_run(root: Path, run: Run | str, config: BacktestConfig,
     run_dir = run_dir or (runs_dir(root) / run.run_id)
     ts = run.predictions["ts"].to_numpy()
     reach = (config.hold_ns or run.horizon_ns) + (config.latency_ns or 0)
-    book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach)
+    book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach,
+                     notional=None if config.size else config.notional, size=config.size)
     predictions, decision = _decided_predictions(run, run_dir, root, config, book)
     result = run_backtest(predictions, book, config)
     result.config.update({"run_id": run.run_id, "model": run.info.get("model"),
