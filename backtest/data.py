@@ -81,7 +81,8 @@ class Run:
 
     run_id: str
     info: dict[str, Any]
-    predictions: pl.DataFrame  # PREDICTION_COLUMNS, ts as int64 ns, sorted
+    predictions: pl.DataFrame  # PREDICTION_COLUMNS (venue, symbol categorical),
+    # ts as int64 ns, sorted
 
     @property
     def venue(self) -> str:
@@ -132,24 +133,31 @@ def load_run_dir(run_dir: Path) -> Run:
     if missing:
         raise UserError(f"The file {info_path} lacks {', '.join(missing)}.")
     try:
-        frame = pl.read_parquet(pred_path)
+        columns = pl.read_parquet_schema(pred_path)
     except Exception as exc:  # a corrupt or truncated file is the user's input
         raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    missing = [c for c in PREDICTION_COLUMNS if c not in columns]
     if missing:
         raise UserError(f"The predictions file {pred_path} lacks columns {', '.join(missing)}.")
+    # The run's own decision (its trading policy at its fee) travels with the probabilities.
+    # Venue and symbol repeat on every row: categorical, they cost 4 bytes a row, not 16.
+    try:
+        frame = pl.scan_parquet(pred_path).select(
+            *PREDICTION_COLUMNS, *(["signal"] if "signal" in columns else [])
+        ).with_columns(pl.col("venue", "symbol").cast(pl.String).cast(pl.Categorical)).collect()
+    except Exception as exc:
+        raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
     if frame.height == 0:
         raise UserError(f"The predictions file {pred_path} is empty.")
-    # The run's own decision (its trading policy at its fee) travels with the probabilities.
-    frame = frame.select(*PREDICTION_COLUMNS, *(["signal"] if "signal" in frame.columns else []))
     for column, expected in (("venue", info["venue"]), ("symbol", info["symbol"])):
-        values = frame[column].unique().to_list()
+        values = frame[column].unique().cast(pl.String).to_list()
         if values != [expected]:
             raise UserError(f"The predictions file {pred_path} holds {column} {values}, "
                             f"not only run.json's '{expected}'.")
-    frame = frame.with_columns(
-        pl.col("ts").dt.epoch("ns") if frame["ts"].dtype != pl.Int64 else pl.col("ts")
-    ).sort("ts")
+    if frame["ts"].dtype != pl.Int64:
+        frame = frame.with_columns(pl.col("ts").dt.epoch("ns"))
+    if not frame["ts"].is_sorted():  # sorting copies every column: only when needed
+        frame = frame.sort("ts")
     return Run(run_id, info, frame)
 
 
@@ -174,27 +182,29 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
         raise UserError(f"There are no snapshots for {venue} {symbol} from {first_date} "
                         f"to {last_date} under {base}.")
     reach_qty = _reach_qty(files, notional, size)
-    parts: list[_Part] = []
+    rows = _Rows(sum(_footer(path).num_rows for path in files))
     interval_ns = None
     for path in files:
         try:
+            # A reader per file, dropped after it: a reader kept alive keeps what it decoded.
             snapshots = pq.ParquetFile(path)
             meta = snapshots.schema_arrow.metadata or {}
-            batches = snapshots.iter_batches(batch_size=_batch_rows(snapshots),
-                                             columns=list(_BOOK_COLUMNS))
-            parts.extend(_Part.of(batch, reach_qty, path) for batch in batches)
+            for batch in snapshots.iter_batches(batch_size=_batch_rows(snapshots),
+                                                columns=list(_BOOK_COLUMNS)):
+                rows.add(batch, reach_qty, path)
         except UserError:
             raise
         except Exception as exc:
             raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
         if b"interval_ns" in meta and interval_ns is None:
             interval_ns = int(meta[b"interval_ns"])
-    ts = np.concatenate([part.ts for part in parts])
-    if ts.shape[0] == 0:
+        del snapshots
+    pa.default_memory_pool().release_unused()  # the decoded batches' pages, kept by Arrow
+    if rows.n == 0:
         raise UserError(f"The snapshots of {venue} {symbol} under {base} hold no rows.")
-    gap = np.concatenate([part.gap for part in parts])
-    sides = {side: _joined(parts, side) for side in ("bid", "ask")}
-    del parts
+    ts, gap = rows.ts[:rows.n], rows.gap[:rows.n]
+    sides = {side: levels.arrays(rows.n) for side, levels in rows.sides.items()}
+    del rows
     if np.any(np.diff(ts) <= 0):
         order = np.argsort(ts, kind="stable")
         ts, gap = ts[order], gap[order]
@@ -223,6 +233,13 @@ def _batch_rows(snapshots: pq.ParquetFile) -> int:
     return max(256, int(_BATCH_LEVELS * meta.num_rows / max(levels, 1)))
 
 
+def _footer(path: Path) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(path)
+    except Exception as exc:
+        raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
+
+
 def _reach_qty(files: list[Path], notional: float | None, size: float | None) -> float:
     """The largest order, in base units, any fill of this load can walk: `size`, or the
     notional bought at the lowest mid, which is no lower than the lowest price of any level
@@ -236,59 +253,91 @@ def _reach_qty(files: list[Path], notional: float | None, size: float | None) ->
 
 
 def _lowest_price(path: Path) -> float:
+    meta = _footer(path)
+    columns = [j for j in range(meta.num_columns)
+               if meta.schema.column(j).path.split(".")[0] in ("bid_px", "ask_px")]
+    stats = [meta.row_group(g).column(j).statistics
+             for g in range(meta.num_row_groups) for j in columns]
+    if all(s is not None and s.has_min_max for s in stats):
+        return min((float(s.min) for s in stats), default=math.inf)
     try:
-        snapshots = pq.ParquetFile(path)
-        meta = snapshots.metadata
-        columns = [j for j in range(meta.num_columns)
-                   if meta.schema.column(j).path.split(".")[0] in ("bid_px", "ask_px")]
-        stats = [meta.row_group(g).column(j).statistics
-                 for g in range(meta.num_row_groups) for j in columns]
-        if all(s is not None and s.has_min_max for s in stats):
-            return min((float(s.min) for s in stats), default=math.inf)
         lows = [pc.min(batch.column(c).flatten()).as_py()
-                for batch in snapshots.iter_batches(columns=["bid_px", "ask_px"])
+                for batch in pq.ParquetFile(path).iter_batches(columns=["bid_px", "ask_px"])
                 for c in ("bid_px", "ask_px")]
     except Exception as exc:
         raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
     return min((low for low in lows if low is not None), default=math.inf)
 
 
-@dataclass
-class _Part:
-    """One decoded batch of snapshots: its rows and the levels kept of each side."""
+class _Rows:
+    """The book being loaded, batch after batch, into arrays sized for the files' row
+    count, so that no batch's copy outlives it."""
 
-    ts: np.ndarray
-    gap: np.ndarray
-    bid: tuple[np.ndarray, np.ndarray, np.ndarray]  # prices, sizes, levels per row
-    ask: tuple[np.ndarray, np.ndarray, np.ndarray]
+    def __init__(self, n_rows: int) -> None:
+        self.n = 0
+        self.ts = np.empty(n_rows, np.int64)
+        self.gap = np.empty(n_rows, np.bool_)
+        self.sides = {side: _Levels(n_rows) for side in ("bid", "ask")}
 
-    @classmethod
-    def of(cls, batch: pa.RecordBatch, reach_qty: float, path: Path) -> _Part:
-        ts = batch.column("ts").cast(pa.int64()).to_numpy()
-        gap = batch.column("gap").fill_null(False).to_numpy(zero_copy_only=False)
-        return cls(ts.astype(np.int64), gap.astype(np.bool_),
-                   *(_kept_levels(batch, side, reach_qty, path) for side in ("bid", "ask")))
+    def add(self, batch: pa.RecordBatch, reach_qty: float, path: Path) -> None:
+        n, stop = self.n, self.n + batch.num_rows
+        if stop > self.ts.shape[0]:
+            raise UserError(f"The snapshot file {path} holds more rows than its footer says.")
+        self.ts[n:stop] = batch.column("ts").cast(pa.int64()).to_numpy()
+        self.gap[n:stop] = batch.column("gap").fill_null(False).to_numpy(zero_copy_only=False)
+        for side, levels in self.sides.items():
+            levels.add(batch, side, n, reach_qty, path)
+        self.n = stop
 
 
-def _kept_levels(batch: pa.RecordBatch, side: str, reach_qty: float, path: Path
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    px, sz = batch.column(f"{side}_px"), batch.column(f"{side}_sz")
-    px_off = px.offsets.to_numpy().astype(np.int64)
-    sz_off = sz.offsets.to_numpy().astype(np.int64)
-    if not np.array_equal(px_off - px_off[0], sz_off - sz_off[0]):
-        raise UserError(f"The snapshot file {path} has {side} prices and sizes of different "
-                        "lengths.")
-    # Offsets index the list's child array, which may start before this batch's rows.
-    values_px = np.asarray(px.values.to_numpy(zero_copy_only=False)[px_off[0]:px_off[-1]],
-                           np.float64)
-    values_sz = np.asarray(sz.values.to_numpy(zero_copy_only=False)[sz_off[0]:sz_off[-1]],
-                           np.float64)
-    off = px_off - px_off[0]
-    if math.isinf(reach_qty):
-        return values_px.copy(), values_sz.copy(), np.diff(off)
-    counts = levels_reached(np.ascontiguousarray(values_sz), off, reach_qty)
-    rows, _ = _rows_taken(off[:-1], counts)
-    return values_px[rows], values_sz[rows], counts
+class _Levels:
+    """One side's kept levels, back to back: the offsets are sized for every row, the
+    levels grow as they come, by the share of levels kept so far (rarely more than once)."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.off = np.zeros(n_rows + 1, np.int64)
+        self.px = self.sz = np.empty(0)
+        self.m = 0
+
+    def add(self, batch: pa.RecordBatch, side: str, row: int, reach_qty: float,
+            path: Path) -> None:
+        px, sz = batch.column(f"{side}_px"), batch.column(f"{side}_sz")
+        px_off = px.offsets.to_numpy().astype(np.int64)
+        sz_off = sz.offsets.to_numpy().astype(np.int64)
+        if not np.array_equal(px_off - px_off[0], sz_off - sz_off[0]):
+            raise UserError(f"The snapshot file {path} has {side} prices and sizes of "
+                            "different lengths.")
+        # Offsets index the list's child array, which may start before this batch's rows.
+        values_px = px.values.to_numpy(zero_copy_only=False)[px_off[0]:px_off[-1]]
+        values_sz = sz.values.to_numpy(zero_copy_only=False)[sz_off[0]:sz_off[-1]]
+        off = px_off - px_off[0]
+        if math.isinf(reach_qty):
+            counts, taken = np.diff(off), slice(None)
+        else:
+            counts = levels_reached(np.ascontiguousarray(values_sz, np.float64), off, reach_qty)
+            taken, _ = _rows_taken(off[:-1], counts)
+        stop = row + counts.shape[0]
+        np.cumsum(counts, out=self.off[row + 1:stop + 1])
+        self.off[row + 1:stop + 1] += self.m
+        end = int(self.off[stop])
+        if end > self.px.shape[0]:
+            self._grow(end, stop)
+        self.px[self.m:end] = values_px[taken]
+        self.sz[self.m:end] = values_sz[taken]
+        self.m = end
+
+    def _grow(self, needed: int, rows_done: int) -> None:
+        expected = int(needed / rows_done * (self.off.shape[0] - 1) * 1.05) + 1024
+        capacity = max(needed, expected, int(self.px.shape[0] * 1.25))
+        for name in ("px", "sz"):
+            grown = np.empty(capacity)
+            grown[:self.m] = getattr(self, name)[:self.m]
+            setattr(self, name, grown)
+
+    def arrays(self, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prices, sizes and offsets of the first n_rows rows (the buffers' unused tail
+        stays allocated: at most the last growth's 5 % margin)."""
+        return self.px[:self.m], self.sz[:self.m], self.off[:n_rows + 1]
 
 
 def _rows_taken(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,18 +346,6 @@ def _rows_taken(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.
     off = np.zeros(counts.shape[0] + 1, np.int64)
     np.cumsum(counts, out=off[1:])
     return np.repeat(starts - off[:-1], counts) + np.arange(off[-1]), off
-
-
-def _joined(parts: list[_Part], side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One side's levels of all parts back to back, each array joined before the next."""
-    px = np.concatenate([getattr(part, side)[0] for part in parts])
-    sz = np.concatenate([getattr(part, side)[1] for part in parts])
-    counts = np.concatenate([getattr(part, side)[2] for part in parts])
-    for part in parts:  # the parts' copies go as the joined arrays come
-        setattr(part, side, None)
-    off = np.zeros(counts.shape[0] + 1, np.int64)
-    np.cumsum(counts, out=off[1:])
-    return px, sz, off
 
 
 def book_from_levels(venue: str, symbol: str, ts: np.ndarray, bids: list[list[tuple]],
