@@ -307,6 +307,7 @@ def product_memory(rows: int, depth: int, baseline: str, baseline_cap_gib: float
               f"snapshots of {depth} levels a side from Parquet ({on_disk / 2**30:.1f} GiB on "
               f"disk, written in {time.perf_counter() - started:.0f} s), fresh processes:")
         full_book_gib = rows * (depth * 2 * 2 * 8 + 4 * 8) / 2**30
+        reports = []
         with baseline_tree(baseline) as tree:
             for name, code in (("this tree", _HERE.parent), (f"{baseline} (every level)", tree)):
                 if code == tree and full_book_gib > baseline_cap_gib:
@@ -316,6 +317,16 @@ def product_memory(rows: int, depth: int, baseline: str, baseline_cap_gib: float
                 peak, wall = product_peak(code, root)
                 print(f"  {name}: peak {peak:,.0f} MiB resident (VmHWM), {wall:.1f} s wall; "
                       f"{load()}")
+                written = max((root / "backtests").iterdir(), key=lambda p: p.stat().st_mtime)
+                reports.append(((written / "stats.json").read_text(),
+                                pl.read_parquet(written / "trades.parquet"),
+                                pl.read_parquet(written / "equity.parquet")))
+                shutil.rmtree(written)
+        if len(reports) == 2:
+            same = (reports[0][0] == reports[1][0] and reports[0][1].equals(reports[1][1])
+                    and reports[0][2].equals(reports[1][2]))
+            print(f"  stats.json, trades and equity of the two: "
+                  f"{'identical' if same else 'DIFFERENT'}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
