@@ -147,3 +147,32 @@ def test_orders_larger_than_the_loaded_book_are_refused(depth_root: Path) -> Non
         config = BacktestConfig(fee_bps=0.0, hold_ns=None, horizon_ns=SECOND, **bigger)
         with pytest.raises(ValueError, match="did not load"):
             price_decisions(kept, decisions, config, INTERVAL)
+
+
+def test_files_without_statistics_keep_the_same_levels(depth_root: Path, tmp_path: Path) -> None:
+    """The lowest price comes from the Parquet statistics, or from the levels themselves
+    when a writer left them out: the same bound, the same book."""
+    import pyarrow.parquet as pq
+
+    bare = tmp_path / "root"
+    shutil.copytree(depth_root / "snapshots", bare / "snapshots")
+    for part in (bare / "snapshots").rglob("part-*.parquet"):
+        pq.write_table(pq.read_table(part), part, write_statistics=False)
+        assert pq.read_metadata(part).row_group(0).column(4).statistics is None
+    ours = load_book(bare, VENUE, SYMBOL, 0, 2**62, notional=100_000.0)
+    theirs = load_book(depth_root, VENUE, SYMBOL, 0, 2**62, notional=100_000.0)
+    assert ours.reach_qty == theirs.reach_qty
+    np.testing.assert_array_equal(ours.ask_off, theirs.ask_off)
+    np.testing.assert_array_equal(ours.bid_sz, theirs.bid_sz)
+
+
+def test_a_truncated_snapshot_file_is_named(depth_root: Path, tmp_path: Path) -> None:
+    from bookcast.errors import UserError
+
+    broken = tmp_path / "root"
+    shutil.copytree(depth_root / "snapshots", broken / "snapshots")
+    part = sorted((broken / "snapshots").rglob("part-*.parquet"))[3]
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    for notional in (None, 1_000.0):
+        with pytest.raises(UserError, match=f"The snapshot file {part} cannot be read"):
+            load_book(broken, VENUE, SYMBOL, 0, 2**62, notional=notional)
