@@ -140,12 +140,13 @@ def load_run_dir(run_dir: Path) -> Run:
     if missing:
         raise UserError(f"The predictions file {pred_path} lacks columns {', '.join(missing)}.")
     # The run's own decision (its trading policy at its fee) travels with the probabilities.
-    # Venue and symbol repeat on every row: categorical, they cost 4 bytes a row, not 16.
+    # Venue and symbol repeat on every row: categorical, they cost 4 bytes a row, not 16;
+    # one chunk per column, so the backtest's NumPy views of them are not copies.
+    repeated = pl.col("venue", "symbol").cast(pl.String).cast(pl.Categorical)
     try:
-        # One chunk per column, so the backtest's NumPy views of it are not copies.
         frame = pl.scan_parquet(pred_path).select(
             *PREDICTION_COLUMNS, *(["signal"] if "signal" in columns else [])
-        ).with_columns(pl.col("venue", "symbol").cast(pl.String).cast(pl.Categorical)).collect().rechunk()
+        ).with_columns(repeated).collect().rechunk()
     except Exception as exc:
         raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
     if frame.height == 0:

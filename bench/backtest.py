@@ -17,9 +17,15 @@ For synthetic books of N snapshots (D levels a side, 100 ms grid; default N = 30
   reset just before), so the backtest's own share shows apart from its input;
 - the cold start of `bookcast backtest` in a new process on 20,000 snapshots, first with an
   empty Numba cache (so it includes JIT compilation of the fill loops), then again with the
-  cache that run left (`NUMBA_CACHE_DIR` points both at one fresh directory).
+  cache that run left (`NUMBA_CACHE_DIR` points both at one fresh directory);
+- first, the memory case: the product path, `bookcast backtest` with the full report, on
+  `--memory-rows` snapshots of `--memory-depth` levels written to Parquet, whole-process
+  peak resident set (VmHWM) in a fresh process, beside the same command from `--baseline`'s
+  code (skipped where its every-level book alone would pass `--baseline-cap-gib`), and
+  whether the two reports are identical.
 
     nice -n 10 .venv/bin/python bench/backtest.py [--rows 300000,3000000] [--depth 10] [--rounds 5]
+        [--memory-rows 300000,3000000] [--memory-depth 100] [--baseline c4d0e38] [--skip-speed]
 """
 
 from __future__ import annotations
