@@ -44,13 +44,14 @@ def snapshot_row_group_rows(levels_per_row: float) -> int:
     return max(64, int(ROW_GROUP_LEVELS / max(1.0, levels_per_row)))
 
 
-# How every snapshot and trade file is encoded (measured with `bench/features.py --codecs`
-# and a replay of the real Binance capture, 2026-12-01). zstd level 1. LZ4 HC at level 3
+# How every snapshot and trade file is encoded (measured 2026-12-01 with
+# `bench/features.py --codecs`): zstd level 1. LZ4 HC at level 3
 # is as small on depth-100 books (236 against 235 B a row) and decodes 23 % faster (0.445
-# against 0.58 s of CPU for 200,000 rows, most of a feature build), but made the replay
-# 8-30 % slower in CPU, against its own target; plain LZ4 decodes as fast, writes no faster
-# here, and is 46 % larger at depth 100 and four times larger at full depth; zstd's faster
-# levels decode no faster. So the files stay what they were.
+# against 0.58 s of CPU for 200,000 rows, over half of a build), but made the replay at
+# depth 100 8-30 % slower in CPU (`bench/collector_replay.py --codecs`), against its own
+# target; plain LZ4 decodes as fast but is 46 %
+# larger at depth 100 and four times larger at full depth; zstd's faster levels decode no
+# faster. So the files stay what they were.
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 1
 
