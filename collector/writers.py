@@ -44,14 +44,12 @@ def snapshot_row_group_rows(levels_per_row: float) -> int:
     return max(64, int(ROW_GROUP_LEVELS / max(1.0, levels_per_row)))
 
 
-# How every snapshot and trade file is encoded (measured 2026-12-01 with
-# `bench/features.py --codecs`): zstd level 1. LZ4 HC at level 3
-# is as small on depth-100 books (236 against 235 B a row) and decodes 23 % faster (0.445
-# against 0.58 s of CPU for 200,000 rows, over half of a build), but made the replay at
-# depth 100 8-30 % slower in CPU (`bench/collector_replay.py --codecs`), against its own
-# target; plain LZ4 decodes as fast but is 46 %
-# larger at depth 100 and four times larger at full depth; zstd's faster levels decode no
-# faster. So the files stay what they were.
+# How every snapshot and trade file is encoded: zstd level 1 (measured 2026-12-01 with
+# `bench/features.py --codecs` and `bench/collector_replay.py --codecs`). LZ4 HC at level 3
+# is as small on depth-100 books (236 against 235 B a row) and decodes 15-23 % faster (over
+# half of a feature build is this decode), but made the replay at depth 100 8-30 % slower in
+# CPU, against the replay's own target; plain LZ4 decodes as fast but is 46 % larger at
+# depth 100 and four times larger at full depth; zstd's faster levels decode no faster.
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 1
 
