@@ -44,8 +44,11 @@ def bookcast() -> str:
     return shutil.which("bookcast") or str(Path(sys.executable).parent / "bookcast")
 
 
-def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> dict:
-    started = time.monotonic()
+def simulate_and_build(root: Path, preset: str, seed: int, args: argparse.Namespace
+                       ) -> tuple[list[tuple[str, str]], list[int]]:
+    """Simulate (or take --captures), replay and build features and labels under `root`;
+    returns the (venue, symbol) markets and the horizons (ns). bench/signal_ceiling.py
+    shares it, so both benches judge the same rows."""
     if args.captures:
         files = args.captures
     else:
@@ -60,6 +63,12 @@ def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> di
     markets = [(v.name.removeprefix("venue="), s.name.removeprefix("symbol="))
                for v in sorted((root / "snapshots").glob("venue=*"))
                for s in sorted(v.glob("symbol=*"))]
+    return markets, horizons
+
+
+def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> dict:
+    started = time.monotonic()
+    markets, horizons = simulate_and_build(root, preset, seed, args)
     skill = {}
     for venue, symbol in markets:
         for horizon in horizons:
