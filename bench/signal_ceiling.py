@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from numba import njit
@@ -60,7 +61,7 @@ DIFF_NS = model.DIFF_INTERVAL_NS
 SIDES = ("up", "down")
 
 
-def _verdict_proof():  # noqa: ANN202 - a bench script loaded by path
+def _verdict_proof() -> ModuleType:
     """bench/verdict_proof.py, for its data chain (one way of building the rows)."""
     spec = importlib.util.spec_from_file_location(
         "verdict_proof", Path(__file__).resolve().parent / "verdict_proof.py")
@@ -123,9 +124,13 @@ class State:
     rng: np.random.Generator
 
     @classmethod
-    def of(cls, book: SimulatedBook) -> State:
+    def of(cls, book: SimulatedBook | State) -> State:
         return cls(book.ist.copy(), book.size.copy(), book.orders.copy(), book.fw.copy(),
                    book.dirty.copy(), book.dirty_list.copy(), copy.deepcopy(book.rng))
+
+    @property
+    def now_ns(self) -> int:
+        return int(self.ist[model.NOW_NS])
 
 
 class Scratch:
@@ -162,7 +167,9 @@ class Ceiling:
 
     diff_ns: np.ndarray      # send time of every diff (ns)
     touch: np.ndarray        # [diff, 4]: best bid ticks, its lots, best ask ticks, lots
-    futures: dict[int, np.ndarray]  # sampled ts -> [paths, horizons, 2] touch ticks
+    # sampled ts -> [paths, horizons, 2] touch ticks at the exit diff, from the state
+    futures: dict[int, np.ndarray]     # at ts itself (every event before the snapshot)
+    futures_held: dict[int, np.ndarray]  # at the entry diff (the book the snapshot holds)
 
 
 def rebuild(venue: str, symbol: str, scenario: str, hours: float, seed: int,
@@ -183,22 +190,34 @@ def rebuild(venue: str, symbol: str, scenario: str, hours: float, seed: int,
     scratch = Scratch(book)
     mc_rng = np.random.default_rng(np.random.SeedSequence([mc_seed, seed]))
     pending = sorted(int(t) for t in sample_ts)
-    headers, futures = [], {}
+    headers, futures, futures_held = [], {}, {}
+    saved = [State.of(book)]  # the main path's state at the last two chunk starts
+
+    def state_at(t_ns: int) -> State:
+        """The main path's state at t_ns: a saved chunk start run on its own generator to
+        t_ns, which replays the main path's events up to t_ns exactly (a stop only redraws
+        the wait after it)."""
+        start = next(x for x in reversed(saved) if x.now_ns <= t_ns)
+        state = State.of(start)
+        scratch.advance(state, book, t_ns)
+        return state
+
     t = start_ns
     while t < end_ns:  # the stops of simulate_session (no regime switches)
         t_next = min(x for x in (t + CHUNK_NS, end_ns, snap_ns) if x is not None and x > t)
         while pending and pending[0] <= t_next:
             ts = pending.pop(0)
-            state = State.of(book)       # the main path's state at t ...
-            scratch.advance(state, book, ts)  # ... run on its own generator to ts
-            # the label's exit diff: sent h after the entry diff, the last before ts
             entry_ns = _last_diff_before(ts)
+            # the label's exit diff: sent h after the entry diff
             t_ends = np.array([entry_ns + h for h in horizons_ns], np.int64)
-            futures[ts] = scratch.futures(state, book, t_ends, n_paths, mc_rng)
+            futures[ts] = scratch.futures(state_at(ts), book, t_ends, n_paths, mc_rng)
+            futures_held[ts] = scratch.futures(state_at(entry_ns), book, t_ends, n_paths,
+                                               mc_rng)
         headers.append(book.advance(t_next)[0])
+        saved = [saved[-1], State.of(book)]
         t = t_next
     hdr = np.concatenate(headers)
-    return Ceiling(hdr[:, 0] * 1_000_000, hdr[:, 4:8], futures)
+    return Ceiling(hdr[:, 0] * 1_000_000, hdr[:, 4:8], futures, futures_held)
 
 
 def _last_diff_before(ts: int) -> int:
@@ -220,6 +239,15 @@ def round_trip_labels(bid_e: np.ndarray, ask_e: np.ndarray, bid_x: np.ndarray,
     up = bid_x / ask_e - 1.0 > cost
     down = 1.0 - ask_x / bid_e > cost
     return np.where(up, 1, np.where(down, -1, 0))
+
+
+def future_labels(futures: dict[int, np.ndarray], ts: np.ndarray, horizon: int,
+                  entry: np.ndarray, fee_bps: float) -> np.ndarray:
+    """[rows, paths] label of each future at horizon index `horizon` (the entry touch,
+    [rows, 4], is the same in all futures of a row)."""
+    fut = np.stack([futures[int(t)][:, horizon] for t in ts])  # [rows, paths, 2]
+    return round_trip_labels(entry[:, None, 0], entry[:, None, 2], fut[..., 0], fut[..., 1],
+                             fee_bps)
 
 
 # ---------------------------------------------------------------- scoring
@@ -287,27 +315,28 @@ def one_seed(root: Path, seed: int, args: argparse.Namespace) -> dict:
         rows = frame.filter(pl.col("ts").is_in(sample_ts.tolist())).sort("ts")
         y = rows["y"].to_numpy()
         e = touch_at(ceiling, np.array([_last_diff_before(int(t)) for t in rows["ts"]]))
-        fut = np.stack([ceiling.futures[int(t)][:, k] for t in rows["ts"]])  # [rows, paths, 2]
-        paid = round_trip_labels(e[:, None, 0], e[:, None, 2], fut[..., 0], fut[..., 1],
-                                 args.fee_bps)
+        seen, held = (future_labels(f, rows["ts"].to_numpy(), k, e, args.fee_bps)
+                      for f in (ceiling.futures, ceiling.futures_held))
         imbalance = (e[:, 1] - e[:, 3]) / (e[:, 1] + e[:, 3])  # the model's own L1 imbalance
         half = args.paths // 2
         res = {"agree": agree, "test_rows": len(ts)}
         for side, word in ((1, "up"), (-1, "down")):
             truth = y == side
-            scores = {"ceiling": (paid == side).mean(axis=1),
-                      "ceiling_half": (paid[:, :half] == side).mean(axis=1),
+            scores = {"ceiling": (seen == side).mean(axis=1),
+                      "held_half": (held[:, :half] == side).mean(axis=1),
+                      "held": (held == side).mean(axis=1),
                       "lightgbm": rows[f"p_{word}"].to_numpy(),
                       "rule": rows[f"rule_{word}"].to_numpy(),
                       "l1": imbalance * side}
             res[word] = {"base": float(truth.mean()),
                          **{n: average_precision(truth, s) for n, s in scores.items()},
                          "ceiling_ci": bootstrap_ratio(truth, scores["ceiling"], boot),
+                         "held_ci": bootstrap_ratio(truth, scores["held"], boot),
                          "lightgbm_ci": bootstrap_ratio(truth, scores["lightgbm"], boot),
                          "lightgbm_full": average_precision(frame["y"].to_numpy() == side,
                                                             frame[f"p_{word}"].to_numpy()),
                          "base_full": float(np.mean(frame["y"].to_numpy() == side)),
-                         "mean_p": float(scores["ceiling"].mean())}
+                         "mean_p": float(scores["held"].mean())}
         out["horizons"][h] = res
     return out
 
@@ -316,22 +345,25 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
     print(f"\n### preset `{args.preset}`, {args.hours:g} h BTCUSDT, {args.interval} grid, labels "
           f"at {args.fee_bps:g} bps a side: average precision / base rate on sampled test rows "
           f"({args.paths} futures per row)\n")
-    print("| seed | horizon | side | rows | base | mean P of the futures | ceiling | "
-          "ceiling, half the futures | LightGBM | imbalance rule | L1 of the model's touch | "
-          "LightGBM, whole test split |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| seed | horizon | side | rows | base | mean P, held book | ceiling, held book | "
+          "held book, half the futures | ceiling, every event | LightGBM | imbalance rule | "
+          "L1 of the model's touch | LightGBM, whole test split |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         for h, res in r["horizons"].items():
             for side in SIDES:
                 s = res[side]
                 b = s["base"]
-                lo, hi = s["ceiling_ci"]
-                glo, ghi = s["lightgbm_ci"]
+
+                def ratio(name: str, s: dict = s, b: float = b) -> str:
+                    lo, hi = s[f"{name}_ci"]
+                    return f"{s[name] / b:.2f}x [{lo:.2f}, {hi:.2f}]"
+
                 print(f"| {r['seed']} | {h / NS:g} s | {side} | {r['rows']} | {b:.3f} | "
-                      f"{s['mean_p']:.3f} | **{s['ceiling'] / b:.2f}x** [{lo:.2f}, {hi:.2f}] | "
-                      f"{s['ceiling_half'] / b:.2f}x | "
-                      f"{s['lightgbm'] / b:.2f}x [{glo:.2f}, {ghi:.2f}] | {s['rule'] / b:.2f}x | "
-                      f"{s['l1'] / b:.2f}x | {s['lightgbm_full'] / s['base_full']:.2f}x |")
+                      f"{s['mean_p']:.3f} | **{ratio('held')}** | {s['held_half'] / b:.2f}x | "
+                      f"{ratio('ceiling')} | {ratio('lightgbm')} | "
+                      f"{s['rule'] / b:.2f}x | {s['l1'] / b:.2f}x | "
+                      f"{s['lightgbm_full'] / s['base_full']:.2f}x |")
     print()
     for r in results:
         agree = ", ".join(f"{h / NS:g} s {res['agree']:.4%} of {res['test_rows']}"
@@ -350,7 +382,7 @@ def main() -> None:
     parser.add_argument("--horizons", default="1s,10s")
     parser.add_argument("--fee-bps", type=float, default=1.0)
     parser.add_argument("--samples", type=int, default=600, help="Test rows given futures.")
-    parser.add_argument("--paths", type=int, default=200, help="Futures per sampled row.")
+    parser.add_argument("--paths", type=int, default=150, help="Futures per sampled row.")
     parser.add_argument("--mc-seed", type=int, default=12345)
     parser.add_argument("--quick", action="store_true",
                         help="30 minutes, 150 rows, 100 futures: a smoke run (a minute).")
