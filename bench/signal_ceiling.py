@@ -173,8 +173,8 @@ class Ceiling:
 
 
 def rebuild(venue: str, symbol: str, scenario: str, hours: float, seed: int,
-            sample_ts: np.ndarray, horizons_ns: list[int], n_paths: int, mc_seed: int
-            ) -> Ceiling:
+            sample_ts: np.ndarray, horizons_ns: list[int], n_paths: int, mc_seed: int,
+            every_event: bool = False) -> Ceiling:
     """The session `bookcast simulate` wrote for (venue, symbol, seed), event for event,
     with `n_paths` futures from the state at each sampled snapshot time."""
     schedule = regime_schedule(preset_for(venue, symbol), scenario, hours)
@@ -210,7 +210,8 @@ def rebuild(venue: str, symbol: str, scenario: str, hours: float, seed: int,
             entry_ns = _last_diff_before(ts)
             # the label's exit diff: sent h after the entry diff
             t_ends = np.array([entry_ns + h for h in horizons_ns], np.int64)
-            futures[ts] = scratch.futures(state_at(ts), book, t_ends, n_paths, mc_rng)
+            if every_event:
+                futures[ts] = scratch.futures(state_at(ts), book, t_ends, n_paths, mc_rng)
             futures_held[ts] = scratch.futures(state_at(entry_ns), book, t_ends, n_paths,
                                                mc_rng)
         headers.append(book.advance(t_next)[0])
@@ -299,7 +300,7 @@ def one_seed(root: Path, seed: int, args: argparse.Namespace) -> dict:
                                               replace=False)
     sample_ts = np.sort(np.asarray(common, np.int64)[pick])
     ceiling = rebuild(venue, symbol, args.preset, args.hours, seed, sample_ts, horizons,
-                      args.paths, args.mc_seed)
+                      args.paths, args.mc_seed, args.every_event)
     out = {"seed": seed, "rows": len(sample_ts), "horizons": {}, "train_s": trained - started,
            "ceiling_s": time.monotonic() - trained}
     boot = np.random.default_rng(0)
@@ -315,22 +316,25 @@ def one_seed(root: Path, seed: int, args: argparse.Namespace) -> dict:
         rows = frame.filter(pl.col("ts").is_in(sample_ts.tolist())).sort("ts")
         y = rows["y"].to_numpy()
         e = touch_at(ceiling, np.array([_last_diff_before(int(t)) for t in rows["ts"]]))
-        seen, held = (future_labels(f, rows["ts"].to_numpy(), k, e, args.fee_bps)
-                      for f in (ceiling.futures, ceiling.futures_held))
+        held = future_labels(ceiling.futures_held, rows["ts"].to_numpy(), k, e, args.fee_bps)
+        seen = (future_labels(ceiling.futures, rows["ts"].to_numpy(), k, e, args.fee_bps)
+                if args.every_event else None)
         imbalance = (e[:, 1] - e[:, 3]) / (e[:, 1] + e[:, 3])  # the model's own L1 imbalance
         half = args.paths // 2
         res = {"agree": agree, "test_rows": len(ts)}
         for side, word in ((1, "up"), (-1, "down")):
             truth = y == side
-            scores = {"ceiling": (seen == side).mean(axis=1),
-                      "held_half": (held[:, :half] == side).mean(axis=1),
+            scores = {"held_half": (held[:, :half] == side).mean(axis=1),
                       "held": (held == side).mean(axis=1),
                       "lightgbm": rows[f"p_{word}"].to_numpy(),
                       "rule": rows[f"rule_{word}"].to_numpy(),
                       "l1": imbalance * side}
+            if seen is not None:
+                scores["ceiling"] = (seen == side).mean(axis=1)
             res[word] = {"base": float(truth.mean()),
                          **{n: average_precision(truth, s) for n, s in scores.items()},
-                         "ceiling_ci": bootstrap_ratio(truth, scores["ceiling"], boot),
+                         **({"ceiling_ci": bootstrap_ratio(truth, scores["ceiling"], boot)}
+                            if seen is not None else {}),
                          "held_ci": bootstrap_ratio(truth, scores["held"], boot),
                          "lightgbm_ci": bootstrap_ratio(truth, scores["lightgbm"], boot),
                          "lightgbm_full": average_precision(frame["y"].to_numpy() == side,
@@ -342,13 +346,14 @@ def one_seed(root: Path, seed: int, args: argparse.Namespace) -> dict:
 
 
 def summarise(results: list[dict], args: argparse.Namespace) -> None:
+    every = " | ceiling, every event" if args.every_event else ""
     print(f"\n### preset `{args.preset}`, {args.hours:g} h BTCUSDT, {args.interval} grid, labels "
           f"at {args.fee_bps:g} bps a side: average precision / base rate on sampled test rows "
           f"({args.paths} futures per row)\n")
-    print("| seed | horizon | side | rows | base | mean P, held book | ceiling, held book | "
-          "held book, half the futures | ceiling, every event | LightGBM | imbalance rule | "
+    print("| seed | horizon | side | rows | base | mean P of the futures | ceiling | "
+          f"ceiling, half the futures{every} | LightGBM | imbalance rule | "
           "L1 of the model's touch | LightGBM, whole test split |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|" + "---:|" * (4 + bool(every)))
     for r in results:
         for h, res in r["horizons"].items():
             for side in SIDES:
@@ -359,9 +364,10 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
                     lo, hi = s[f"{name}_ci"]
                     return f"{s[name] / b:.2f}x [{lo:.2f}, {hi:.2f}]"
 
+                seen = f" | {ratio('ceiling')}" if args.every_event else ""
                 print(f"| {r['seed']} | {h / NS:g} s | {side} | {r['rows']} | {b:.3f} | "
-                      f"{s['mean_p']:.3f} | **{ratio('held')}** | {s['held_half'] / b:.2f}x | "
-                      f"{ratio('ceiling')} | {ratio('lightgbm')} | "
+                      f"{s['mean_p']:.3f} | **{ratio('held')}** | "
+                      f"{s['held_half'] / b:.2f}x{seen} | {ratio('lightgbm')} | "
                       f"{s['rule'] / b:.2f}x | {s['l1'] / b:.2f}x | "
                       f"{s['lightgbm_full'] / s['base_full']:.2f}x |")
     print()
@@ -381,16 +387,18 @@ def main() -> None:
     parser.add_argument("--symbols", default="BTCUSDT")
     parser.add_argument("--horizons", default="1s,10s")
     parser.add_argument("--fee-bps", type=float, default=1.0)
-    parser.add_argument("--samples", type=int, default=600, help="Test rows given futures.")
-    parser.add_argument("--paths", type=int, default=150, help="Futures per sampled row.")
+    parser.add_argument("--samples", type=int, default=400, help="Test rows given futures.")
+    parser.add_argument("--paths", type=int, default=100, help="Futures per sampled row.")
     parser.add_argument("--mc-seed", type=int, default=12345)
+    parser.add_argument("--every-event", action="store_true",
+                        help="Also run futures from the state at the snapshot time itself.")
     parser.add_argument("--quick", action="store_true",
-                        help="30 minutes, 150 rows, 100 futures: a smoke run (a minute).")
+                        help="30 minutes, 150 rows, 50 futures: a smoke run (a minute).")
     parser.add_argument("--keep", type=Path, default=None, help="Keep each seed's data here.")
     args = parser.parse_args()
     args.captures = None
     if args.quick:
-        args.hours, args.samples, args.paths = 0.5, 150, 100
+        args.hours, args.samples, args.paths = 0.5, 150, 50
     if "," in args.symbols:
         raise SystemExit("One symbol at a time.")
     results = []
@@ -400,7 +408,8 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         try:
             results.append(one_seed(folder, seed, args))
-            print(f"seed {seed} done", file=sys.stderr, flush=True)
+            summarise(results[-1:], args)  # each seed as it ends; all of them at the end
+            sys.stdout.flush()
         finally:
             if args.keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
