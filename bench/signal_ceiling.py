@@ -9,9 +9,16 @@ event for event), and at a random sample of test rows the whole hidden state of 
 queue model (every queue, every order count, the regime's rates) is copied and run
 forward `--paths` times with fresh random numbers. The share of those futures in which
 the round trip pays is a Monte-Carlo estimate of the true P(up pays) and P(down pays);
-its average precision against the realised labels is the full-information ceiling: no
-forecaster that sees only the collector's data can rank better, up to Monte-Carlo noise
-(which only lowers it; the half-paths column shows how much).
+its average precision against the realised labels is the ceiling.
+
+Two ceilings. By default the futures start from the state of the entry diff, the book
+the snapshot holds, with everything a collector cannot see in it (order counts, exact
+queues): what a perfect model of this market could say from the book. A live forecaster
+also has the trades of the last ~100 ms, which this ceiling does not use; `--every-event`
+adds futures from the state at the snapshot time itself (every event before it, even the
+diffs still on the wire): an upper bound on anything the collector's data can tell.
+Monte-Carlo noise only lowers a ceiling (the half-futures column shows by how much), and
+a sample of test rows leaves a sampling error (the bootstrap interval in brackets).
 
 The round trip is DESIGN.md's, recomputed here from the model's touch: a snapshot at T
 holds the book of the last 100 ms diff sent before T (the wire's latency is a few ms), so
