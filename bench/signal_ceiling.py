@@ -267,6 +267,29 @@ def average_precision(truth: np.ndarray, score: np.ndarray) -> float:
     return float(average_precision_score(truth, score)) if truth.any() else float("nan")
 
 
+def known_probability_ratio(p_hat: np.ndarray, n_paths: int, rng: np.random.Generator,
+                            rounds: int = 200) -> tuple[float, float]:
+    """(sd of the true P across rows, expected AP / base rate of a forecaster that knows it).
+
+    A share of n futures is the true P plus binomial noise of variance P(1-P)/n, so the
+    true P's variance across rows is var(p_hat) - mean(p_hat (1 - p_hat)) / (n - 1). The
+    shares, shrunk about their mean to that spread, stand in for the true P: labels drawn
+    from them `rounds` times give the AP that knowing P would score on rows like these,
+    free of both the futures' and the labels' sampling noise.
+    """
+    spread = max(float(np.var(p_hat) - np.mean(p_hat * (1 - p_hat)) / (n_paths - 1)), 0.0)
+    mean = float(p_hat.mean())
+    if spread == 0.0 or np.var(p_hat) == 0.0:
+        return 0.0, 1.0
+    p = np.clip(mean + np.sqrt(spread / np.var(p_hat)) * (p_hat - mean), 0.0, 1.0)
+    ratios = []
+    for _ in range(rounds):
+        truth = rng.random(len(p)) < p
+        if truth.any():
+            ratios.append(average_precision(truth, p) / truth.mean())
+    return float(np.sqrt(spread)), float(np.mean(ratios))
+
+
 def bootstrap_ratio(truth: np.ndarray, score: np.ndarray, rng: np.random.Generator,
                     rounds: int = 400) -> tuple[float, float]:
     """95 % interval of AP / base rate over rows resampled with replacement."""
@@ -347,7 +370,8 @@ def one_seed(root: Path, seed: int, args: argparse.Namespace) -> dict:
                          "lightgbm_full": average_precision(frame["y"].to_numpy() == side,
                                                             frame[f"p_{word}"].to_numpy()),
                          "base_full": float(np.mean(frame["y"].to_numpy() == side)),
-                         "mean_p": float(scores["held"].mean())}
+                         "mean_p": float(scores["held"].mean()),
+                         "known": known_probability_ratio(scores["held"], args.paths, boot)}
         out["horizons"][h] = res
     return out
 
@@ -357,10 +381,11 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
     print(f"\n### preset `{args.preset}`, {args.hours:g} h BTCUSDT, {args.interval} grid, labels "
           f"at {args.fee_bps:g} bps a side: average precision / base rate on sampled test rows "
           f"({args.paths} futures per row)\n")
-    print("| seed | horizon | side | rows | base | mean P of the futures | ceiling | "
-          f"ceiling, half the futures{every} | LightGBM | imbalance rule | "
+    print("| seed | horizon | side | rows | base | mean P of the futures | sd of the true P | "
+          "ceiling | ceiling, half the futures | knowing P, expected"
+          f"{every} | LightGBM | imbalance rule | "
           "L1 of the model's touch | LightGBM, whole test split |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|" + "---:|" * (4 + bool(every)))
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * (4 + bool(every)))
     for r in results:
         for h, res in r["horizons"].items():
             for side in SIDES:
@@ -373,8 +398,9 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
 
                 seen = f" | {ratio('ceiling')}" if args.every_event else ""
                 print(f"| {r['seed']} | {h / NS:g} s | {side} | {r['rows']} | {b:.3f} | "
-                      f"{s['mean_p']:.3f} | **{ratio('held')}** | "
-                      f"{s['held_half'] / b:.2f}x{seen} | {ratio('lightgbm')} | "
+                      f"{s['mean_p']:.3f} | {s['known'][0]:.3f} | **{ratio('held')}** | "
+                      f"{s['held_half'] / b:.2f}x | {s['known'][1]:.2f}x{seen} | "
+                      f"{ratio('lightgbm')} | "
                       f"{s['rule'] / b:.2f}x | {s['l1'] / b:.2f}x | "
                       f"{s['lightgbm_full'] / s['base_full']:.2f}x |")
     print()
