@@ -413,13 +413,7 @@ def summarise(results: list[dict], args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="default")
-    parser.add_argument("--seeds", default="7")
-    parser.add_argument("--hours", type=float, default=2.0)
-    parser.add_argument("--interval", default="1s", help="Snapshot grid of the replay.")
-    parser.add_argument("--symbols", default="BTCUSDT")
-    parser.add_argument("--horizons", default="1s,10s")
-    parser.add_argument("--fee-bps", type=float, default=1.0)
+    _verdict_proof().add_data_options(parser)
     parser.add_argument("--samples", type=int, default=400, help="Test rows given futures.")
     parser.add_argument("--paths", type=int, default=100, help="Futures per sampled row.")
     parser.add_argument("--mc-seed", type=int, default=12345)

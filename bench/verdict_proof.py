@@ -133,18 +133,23 @@ def summarise(results: list[dict], preset: str, args: argparse.Namespace) -> Non
     print(f"\n{len(results)} seed(s), {sum(r['seconds'] for r in results):.0f} s in all.")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options `simulate_and_build` reads (bench/signal_ceiling.py takes them too)."""
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", default="7")
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--interval", default="1s", help="Snapshot grid of the replay.")
     parser.add_argument("--symbols", default="BTCUSDT")
+    parser.add_argument("--horizons", default="1s,10s")
+    parser.add_argument("--fee-bps", type=float, default=1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_options(parser)
     parser.add_argument("--captures", type=Path, nargs="*", default=None,
                         help="Real capture files instead of a simulation (one seed).")
     parser.add_argument("--models", default="lightgbm,logistic")
-    parser.add_argument("--horizons", default="1s,10s")
-    parser.add_argument("--fee-bps", type=float, default=1.0)
     parser.add_argument("--window", type=int, default=TrainConfig.window,
                         help="DeepLOB's input rows; with the feature lookback, the embargo.")
     parser.add_argument("--keep", type=Path, default=None, help="Keep each seed's data here.")
