@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from backtest.fills import levels_reached
 from bookcast.errors import UserError
 from bookcast.paths import partition_dir, runs_dir
 from bookcast.schema import PREDICTION_COLUMNS
@@ -36,6 +40,9 @@ class Book:
     ask_sz: np.ndarray
     ask_off: np.ndarray
     interval_ns: int
+    # Orders of up to this many base units walk the kept levels exactly as the full book
+    # (`load_book`); inf when every level is kept.
+    reach_qty: float = math.inf
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -52,6 +59,21 @@ class Book:
         """Best bid and best ask sizes per row (NaN where a side is empty)."""
         return (_first_level(self.bid_sz, self.bid_off), _first_level(self.ask_sz, self.ask_off))
 
+    @cached_property
+    def lowest_mid(self) -> float:
+        return float(np.nanmin(self.mid)) if np.isfinite(self.mid).any() else math.inf
+
+    def check_reach(self, notional: float, size: float | None) -> None:
+        """Refuse orders larger than this book was loaded for: their walks could need
+        levels `load_book` did not keep, and the fills would differ from the full book's."""
+        if math.isinf(self.reach_qty):
+            return
+        largest = size if size else notional / self.lowest_mid
+        if not largest <= self.reach_qty:
+            raise ValueError(f"Orders of up to {largest:g} {self.symbol} may walk levels this "
+                             f"book did not load (it holds walks of up to {self.reach_qty:g}); "
+                             "load it with this order's notional or size.")
+
 
 @dataclass(frozen=True)
 class Run:
@@ -59,7 +81,8 @@ class Run:
 
     run_id: str
     info: dict[str, Any]
-    predictions: pl.DataFrame  # PREDICTION_COLUMNS, ts as int64 ns, sorted
+    predictions: pl.DataFrame  # PREDICTION_COLUMNS (venue, symbol categorical),
+    # ts as int64 ns, sorted
 
     @property
     def venue(self) -> str:
@@ -110,29 +133,45 @@ def load_run_dir(run_dir: Path) -> Run:
     if missing:
         raise UserError(f"The file {info_path} lacks {', '.join(missing)}.")
     try:
-        frame = pl.read_parquet(pred_path)
+        columns = pl.read_parquet_schema(pred_path)
     except Exception as exc:  # a corrupt or truncated file is the user's input
         raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    missing = [c for c in PREDICTION_COLUMNS if c not in columns]
     if missing:
         raise UserError(f"The predictions file {pred_path} lacks columns {', '.join(missing)}.")
+    # The run's own decision (its trading policy at its fee) travels with the probabilities.
+    # Venue and symbol repeat on every row: categorical, they cost 4 bytes a row, not 16;
+    # one chunk per column, so the backtest's NumPy views of them are not copies.
+    repeated = pl.col("venue", "symbol").cast(pl.String).cast(pl.Categorical)
+    try:
+        frame = pl.scan_parquet(pred_path).select(
+            *PREDICTION_COLUMNS, *(["signal"] if "signal" in columns else [])
+        ).with_columns(repeated).collect().rechunk()
+    except Exception as exc:
+        raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
     if frame.height == 0:
         raise UserError(f"The predictions file {pred_path} is empty.")
-    # The run's own decision (its trading policy at its fee) travels with the probabilities.
-    frame = frame.select(*PREDICTION_COLUMNS, *(["signal"] if "signal" in frame.columns else []))
     for column, expected in (("venue", info["venue"]), ("symbol", info["symbol"])):
-        values = frame[column].unique().to_list()
+        values = frame[column].unique().cast(pl.String).to_list()
         if values != [expected]:
             raise UserError(f"The predictions file {pred_path} holds {column} {values}, "
                             f"not only run.json's '{expected}'.")
-    frame = frame.with_columns(
-        pl.col("ts").dt.epoch("ns") if frame["ts"].dtype != pl.Int64 else pl.col("ts")
-    ).sort("ts")
+    if frame["ts"].dtype != pl.Int64:
+        frame = frame.with_columns(pl.col("ts").dt.epoch("ns"))
+    if not frame["ts"].is_sorted():  # sorting copies every column: only when needed
+        frame = frame.sort("ts")
     return Run(run_id, info, frame)
 
 
-def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int) -> Book:
-    """Snapshots of venue/symbol on the dates from first_ts to last_ts (plus a day)."""
+def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, *,
+              notional: float | None = None, size: float | None = None) -> Book:
+    """Snapshots of venue/symbol on the dates from first_ts to last_ts (plus a day).
+
+    The files are decoded batch by batch. Given the orders' `notional` (quote currency,
+    sized at the entry's mid) or `size` (base units), each row keeps only the levels such
+    an order can walk (`backtest.fills.levels_reached`, docs/backtest.md "Loading the
+    book"), so the fills are those of the full book; with neither, every level is kept.
+    """
     base = partition_dir(root, "snapshots", venue, symbol, "x").parent
     if not base.is_dir():
         raise UserError(f"There are no snapshots for {venue} {symbol} under {base}.")
@@ -144,48 +183,171 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int) 
     if not files:
         raise UserError(f"There are no snapshots for {venue} {symbol} from {first_date} "
                         f"to {last_date} under {base}.")
-    tables = []
+    reach_qty = _reach_qty(files, notional, size)
+    rows = _Rows(sum(_footer(path).num_rows for path in files))
     interval_ns = None
     for path in files:
         try:
-            table = pq.read_table(path, columns=list(_BOOK_COLUMNS))
-            meta = pq.read_schema(path).metadata or {}
+            # A reader per file, dropped after it: a reader kept alive keeps what it decoded.
+            snapshots = pq.ParquetFile(path)
+            meta = snapshots.schema_arrow.metadata or {}
+            for batch in snapshots.iter_batches(batch_size=_batch_rows(snapshots),
+                                                columns=list(_BOOK_COLUMNS)):
+                rows.add(batch, reach_qty, path)
+        except UserError:
+            raise
         except Exception as exc:
             raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
         if b"interval_ns" in meta and interval_ns is None:
             interval_ns = int(meta[b"interval_ns"])
-        tables.append(table)
-    table = pa.concat_tables(tables).combine_chunks()
-    ts = table["ts"].chunk(0).cast(pa.int64()).to_numpy() if table.num_rows else np.empty(0)
-    if table.num_rows == 0:
+        del snapshots
+    pa.default_memory_pool().release_unused()  # the decoded batches' pages, kept by Arrow
+    if rows.n == 0:
         raise UserError(f"The snapshots of {venue} {symbol} under {base} hold no rows.")
+    ts, gap = rows.ts[:rows.n], rows.gap[:rows.n]
+    sides = {side: levels.arrays(rows.n) for side, levels in rows.sides.items()}
+    del rows
     if np.any(np.diff(ts) <= 0):
         order = np.argsort(ts, kind="stable")
-        table = table.take(pa.array(order)).combine_chunks()
-        ts = ts[order]
+        ts, gap = ts[order], gap[order]
         if np.any(np.diff(ts) == 0):
             raise UserError(f"The snapshots of {venue} {symbol} under {base} repeat timestamps.")
+        for side, (px, sz, off) in sides.items():
+            rows, off = _rows_taken(off[:-1][order], np.diff(off)[order])
+            sides[side] = (px[rows], sz[rows], off)
     if interval_ns is None:
         interval_ns = int(np.median(np.diff(ts))) if ts.shape[0] > 1 else NS_PER_UNIT["s"]
-    gap = table["gap"].chunk(0).fill_null(False).to_numpy(zero_copy_only=False)
-    sides = {}
-    for side in ("bid", "ask"):
-        px = table[f"{side}_px"].chunk(0)
-        sz = table[f"{side}_sz"].chunk(0)
+    best_bid = _first_level(sides["bid"][0], sides["bid"][2])
+    best_ask = _first_level(sides["ask"][0], sides["ask"][2])
+    return Book(venue, symbol, ts, gap, (best_bid + best_ask) / 2.0, *sides["bid"],
+                *sides["ask"], interval_ns, reach_qty)
+
+
+# Rows per decoded batch: about this many levels per list column (8 MiB of float64).
+_BATCH_LEVELS = 1 << 20
+
+
+def _batch_rows(snapshots: pq.ParquetFile) -> int:
+    meta = snapshots.metadata
+    column = next(j for j in range(meta.num_columns)
+                  if meta.schema.column(j).path.split(".")[0] == "bid_px")
+    levels = sum(meta.row_group(g).column(column).num_values for g in range(meta.num_row_groups))
+    return max(256, int(_BATCH_LEVELS * meta.num_rows / max(levels, 1)))
+
+
+def _footer(path: Path) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(path)
+    except Exception as exc:
+        raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
+
+
+def _reach_qty(files: list[Path], notional: float | None, size: float | None) -> float:
+    """The largest order, in base units, any fill of this load can walk: `size`, or the
+    notional bought at the lowest mid, which is no lower than the lowest price of any level
+    in the files (their Parquet statistics, else read). inf: keep every level."""
+    if size is not None:
+        return float(size)
+    if notional is None:
+        return math.inf
+    lowest = min(_lowest_price(path) for path in files)
+    return float(notional) / lowest if lowest > 0 else math.inf
+
+
+def _lowest_price(path: Path) -> float:
+    meta = _footer(path)
+    columns = [j for j in range(meta.num_columns)
+               if meta.schema.column(j).path.split(".")[0] in ("bid_px", "ask_px")]
+    stats = [meta.row_group(g).column(j).statistics
+             for g in range(meta.num_row_groups) for j in columns]
+    if all(s is not None and s.has_min_max for s in stats):
+        return min((float(s.min) for s in stats), default=math.inf)
+    try:
+        lows = [pc.min(batch.column(c).flatten()).as_py()
+                for batch in pq.ParquetFile(path).iter_batches(columns=["bid_px", "ask_px"])
+                for c in ("bid_px", "ask_px")]
+    except Exception as exc:
+        raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
+    return min((low for low in lows if low is not None), default=math.inf)
+
+
+class _Rows:
+    """The book being loaded, batch after batch, into arrays sized for the files' row
+    count, so that no batch's copy outlives it."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n = 0
+        self.ts = np.empty(n_rows, np.int64)
+        self.gap = np.empty(n_rows, np.bool_)
+        self.sides = {side: _Levels(n_rows) for side in ("bid", "ask")}
+
+    def add(self, batch: pa.RecordBatch, reach_qty: float, path: Path) -> None:
+        n, stop = self.n, self.n + batch.num_rows
+        if stop > self.ts.shape[0]:
+            raise UserError(f"The snapshot file {path} holds more rows than its footer says.")
+        self.ts[n:stop] = batch.column("ts").cast(pa.int64()).to_numpy()
+        self.gap[n:stop] = batch.column("gap").fill_null(False).to_numpy(zero_copy_only=False)
+        for side, levels in self.sides.items():
+            levels.add(batch, side, n, reach_qty, path)
+        self.n = stop
+
+
+class _Levels:
+    """One side's kept levels, back to back: the offsets are sized for every row, the
+    levels grow as they come, by the share of levels kept so far (rarely more than once)."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.off = np.zeros(n_rows + 1, np.int64)
+        self.px = self.sz = np.empty(0)
+        self.m = 0
+
+    def add(self, batch: pa.RecordBatch, side: str, row: int, reach_qty: float,
+            path: Path) -> None:
+        px, sz = batch.column(f"{side}_px"), batch.column(f"{side}_sz")
         px_off = px.offsets.to_numpy().astype(np.int64)
         sz_off = sz.offsets.to_numpy().astype(np.int64)
         if not np.array_equal(px_off - px_off[0], sz_off - sz_off[0]):
-            raise UserError(f"The snapshots of {venue} {symbol} under {base} have {side} "
-                            "prices and sizes of different lengths.")
-        # Offsets index the list's child array; rebase to a flat copy of the used span.
+            raise UserError(f"The snapshot file {path} has {side} prices and sizes of "
+                            "different lengths.")
+        # Offsets index the list's child array, which may start before this batch's rows.
         values_px = px.values.to_numpy(zero_copy_only=False)[px_off[0]:px_off[-1]]
         values_sz = sz.values.to_numpy(zero_copy_only=False)[sz_off[0]:sz_off[-1]]
-        sides[side] = (np.ascontiguousarray(values_px, np.float64),
-                       np.ascontiguousarray(values_sz, np.float64), px_off - px_off[0])
-    best_bid = _first_level(sides["bid"][0], sides["bid"][2])
-    best_ask = _first_level(sides["ask"][0], sides["ask"][2])
-    return Book(venue, symbol, np.ascontiguousarray(ts, np.int64), np.ascontiguousarray(gap),
-                (best_bid + best_ask) / 2.0, *sides["bid"], *sides["ask"], interval_ns)
+        off = px_off - px_off[0]
+        if math.isinf(reach_qty):
+            counts, taken = np.diff(off), slice(None)
+        else:
+            counts = levels_reached(np.ascontiguousarray(values_sz, np.float64), off, reach_qty)
+            taken, _ = _rows_taken(off[:-1], counts)
+        stop = row + counts.shape[0]
+        np.cumsum(counts, out=self.off[row + 1:stop + 1])
+        self.off[row + 1:stop + 1] += self.m
+        end = int(self.off[stop])
+        if end > self.px.shape[0]:
+            self._grow(end, stop)
+        self.px[self.m:end] = values_px[taken]
+        self.sz[self.m:end] = values_sz[taken]
+        self.m = end
+
+    def _grow(self, needed: int, rows_done: int) -> None:
+        expected = int(needed / rows_done * (self.off.shape[0] - 1) * 1.05) + 1024
+        capacity = max(needed, expected, int(self.px.shape[0] * 1.25))
+        for name in ("px", "sz"):
+            grown = np.empty(capacity)
+            grown[:self.m] = getattr(self, name)[:self.m]
+            setattr(self, name, grown)
+
+    def arrays(self, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prices, sizes and offsets of the first n_rows rows (the buffers' unused tail
+        stays allocated: at most the last growth's 5 % margin)."""
+        return self.px[:self.m], self.sz[:self.m], self.off[:n_rows + 1]
+
+
+def _rows_taken(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of `counts[i]` levels from `starts[i]`, row after row, and the offsets
+    of the rows they make."""
+    off = np.zeros(counts.shape[0] + 1, np.int64)
+    np.cumsum(counts, out=off[1:])
+    return np.repeat(starts - off[:-1], counts) + np.arange(off[-1]), off
 
 
 def book_from_levels(venue: str, symbol: str, ts: np.ndarray, bids: list[list[tuple]],

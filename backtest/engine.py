@@ -113,6 +113,7 @@ def price_decisions(book: Book, decisions: signals.Decisions, config: BacktestCo
     rates ride along but fills never depend on them."""
     taker = config.fee_bps * 1e-4
     maker = (config.fee_bps if config.maker_fee_bps is None else config.maker_fee_bps) * 1e-4
+    book.check_reach(config.notional, config.size)
     out = fill_round_trips(book.ts, book.gap, book.mid, book.bid_px, book.bid_sz, book.bid_off,
                            book.ask_px, book.ask_sz, book.ask_off, decisions.entry_ts,
                            decisions.exit_ts, decisions.side, np.int64(latency_ns),
@@ -177,6 +178,14 @@ def matched_imbalance(book: Book, ts: np.ndarray, imbalance: np.ndarray, n_trade
     return price_decisions(book, _subset(pool, keep), config, latency_ns)
 
 
+def _touch_imbalance(book: Book, ts: np.ndarray) -> np.ndarray:
+    """The L1 imbalance of the book each signal saw."""
+    rows = np.clip(book.signal_rows(ts), 0, None)
+    bid_sz, ask_sz = book.touch_sizes()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (bid_sz[rows] - ask_sz[rows]) / (bid_sz[rows] + ask_sz[rows])
+
+
 def _net_pnl(fills: Fills) -> float:
     ok = fills.ok
     side = fills.decisions.side[ok].astype(np.float64)
@@ -193,7 +202,7 @@ def _prediction_arrays(predictions: pl.DataFrame) -> dict[str, np.ndarray]:
     if not frame["ts"].is_sorted():
         frame = frame.sort("ts")
     return {
-        "ts": frame["ts"].to_numpy().astype(np.int64),
+        "ts": np.asarray(frame["ts"].to_numpy(), np.int64),
         "p_down": frame["p_down"].cast(pl.Float64).to_numpy(),
         "p_flat": frame["p_flat"].cast(pl.Float64).to_numpy(),
         "p_up": frame["p_up"].cast(pl.Float64).to_numpy(),
@@ -281,17 +290,19 @@ def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
     records = pf.trades.values.copy()
     records["entry_idx"] = order_rows[records["entry_idx"]]
     records["exit_idx"] = order_rows[records["exit_idx"]]
-    value = value_from_orders(orders, close, init_cash)
     dmid = np.diff(close)
     out = {}
     for c, (name, (signed, e_rows, x_rows, _)) in enumerate(zip(strategies, legs, strict=True)):
+        net = _column_value(orders, close, init_cash[c], c)  # one column at a time: n_rows
+        np.subtract(net, init_cash[c], out=net)  # floats each, not n_rows x strategies
+        net += capital
         held = _step_sums(np.concatenate([e_rows, x_rows]), np.concatenate([signed, -signed]),
                           n_rows)
         gross = np.empty(n_rows)
         gross[0] = capital
         np.cumsum(held[:-1] * dmid, out=gross[1:])
         gross[1:] += capital
-        out[name] = (value[:, c] - init_cash[c] + capital, gross, records[records["col"] == c])
+        out[name] = (net, gross, records[records["col"] == c])
     return out
 
 
@@ -313,16 +324,21 @@ def value_from_orders(orders: np.ndarray, close: np.ndarray, init_cash: np.ndarr
     position marked at `close`), computed in NumPy from the fills vectorbt simulated,
     without building pandas objects; `tests/backtest` checks the two agree.
     """
-    n_rows, n_cols = close.shape[0], init_cash.shape[0]
-    signed = np.where(orders["side"] == 0, orders["size"], -orders["size"])  # 0: buy
-    flow = -signed * orders["price"] - orders["fees"]
-    value = np.empty((n_rows, n_cols))
-    for c in range(n_cols):
-        mine = orders["col"] == c
-        rows = orders["idx"][mine]
-        value[:, c] = (init_cash[c] + _step_sums(rows, flow[mine], n_rows)
-                       + _step_sums(rows, signed[mine], n_rows) * close)
+    value = np.empty((close.shape[0], init_cash.shape[0]))
+    for c in range(init_cash.shape[0]):
+        value[:, c] = _column_value(orders, close, init_cash[c], c)
     return value
+
+
+def _column_value(orders: np.ndarray, close: np.ndarray, init_cash: float, c: int
+                  ) -> np.ndarray:
+    """Column c of `value_from_orders`."""
+    mine = orders[orders["col"] == c]
+    signed = np.where(mine["side"] == 0, mine["size"], -mine["size"])  # 0: buy
+    flow = -signed * mine["price"] - mine["fees"]
+    rows = mine["idx"]
+    n_rows = close.shape[0]
+    return init_cash + _step_sums(rows, flow, n_rows) + _step_sums(rows, signed, n_rows) * close
 
 
 def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int,
@@ -404,14 +420,12 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
         model = fills["model"]
         traded = model.decisions.side[model.ok]
         n_long, n_short = int((traded > 0).sum()), int((traded < 0).sum())
-        rows = np.clip(book.signal_rows(pred_ts), 0, None)
-        bid_sz, ask_sz = book.touch_sizes()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            imbalance = (bid_sz[rows] - ask_sz[rows]) / (bid_sz[rows] + ask_sz[rows])
         fills["random"] = matched_random(book, pred_ts, n_long, n_short, baseline_hold, rng,
                                           config, latency_ns)
-        fills["imbalance_l1"] = matched_imbalance(book, pred_ts, imbalance, n_long + n_short,
-                                                   baseline_hold, config, latency_ns)
+        # Made inside the call, so its row-sized arrays are freed before the next baseline.
+        fills["imbalance_l1"] = matched_imbalance(book, pred_ts, _touch_imbalance(book, pred_ts),
+                                                   n_long + n_short, baseline_hold, config,
+                                                   latency_ns)
         oracle = signals.oracle_sides(book, pred_ts, config.horizon_ns, latency_ns,
                                       config.fee_bps, _maker_fee(config) if config.maker
                                       else None)
@@ -480,7 +494,8 @@ def backtest_run(root: Path, run: Run | str, config: BacktestConfig,
     run_dir = run_dir or (runs_dir(root) / run.run_id)
     ts = run.predictions["ts"].to_numpy()
     reach = (config.hold_ns or run.horizon_ns) + (config.latency_ns or 0)
-    book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach)
+    book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach,
+                     notional=None if config.size else config.notional, size=config.size)
     predictions, decision = _decided_predictions(run, run_dir, root, config, book)
     result = run_backtest(predictions, book, config)
     result.config.update({"run_id": run.run_id, "model": run.info.get("model"),

@@ -1,7 +1,8 @@
 """Where orders fill: walking the snapshot book after a latency (DESIGN.md "Execution model").
 
 Data layout (the arrays every function here reads; `backtest.data.load_book` builds them
-zero-copy from the snapshots' Arrow list columns):
+from the snapshots' Arrow list columns, keeping per row the levels `levels_reached` says an
+order of the run's size can walk):
 
     ts          int64[n]        grid time of snapshot row i, ns since epoch, ascending
     gap         bool[n]         row i follows a resynchronisation: nothing spans rows i-1 -> i
@@ -53,6 +54,36 @@ def walk_book(level_px: np.ndarray, level_sz: np.ndarray, start: int, stop: int,
             return cost / size, 0.0
     cost += remaining * level_px[stop - 1]
     return cost / size, remaining
+
+
+# How far past the largest order a kept side must reach: the walk subtracts sizes one by one
+# while `levels_reached` adds them, and the two roundings may differ in the last bits.
+REACH_MARGIN = 1e-6
+
+
+@njit(cache=True)
+def levels_reached(level_sz: np.ndarray, offsets: np.ndarray, max_qty: float) -> np.ndarray:
+    """Per row, how many levels (best first) a walk of up to `max_qty` can read.
+
+    `walk_book` stops at the first level where the sizes taken so far cover the order, so
+    levels past the first whose cumulative size reaches `max_qty` (with `REACH_MARGIN`)
+    are never read; a row that never reaches it is kept whole, so a walk that runs out of
+    book sees the same deepest level as on the full row.
+    """
+    n = offsets.shape[0] - 1
+    counts = np.empty(n, np.int64)
+    bound = max_qty * (1.0 + REACH_MARGIN)
+    for i in range(n):
+        k = offsets[i]
+        stop = offsets[i + 1]
+        cumulative = 0.0
+        while k < stop:
+            cumulative += level_sz[k]
+            k += 1
+            if cumulative >= bound:
+                break
+        counts[i] = k - offsets[i]
+    return counts
 
 
 @njit(cache=True)

@@ -285,7 +285,7 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
     first = min(int(c.data.ts[c.splits.test[0]]) for c in contexts)
     last = max(int(c.data.ts[c.splits.test[-1]]) for c in contexts)
     reach = max(c.data.horizon_ns for c in contexts) + 2 * contexts[0].data.interval_ns
-    book = load_book(root, venue, symbol, first, last + reach)
+    book = load_book(root, venue, symbol, first, last + reach, notional=notional)
     pricer = Pricer(book, contexts[0].latency_ns, notional)
     rows: list[dict[str, Any]] = []
     by_horizon: dict[int, list[RunContext]] = {}

@@ -17,9 +17,15 @@ For synthetic books of N snapshots (D levels a side, 100 ms grid; default N = 30
   reset just before), so the backtest's own share shows apart from its input;
 - the cold start of `bookcast backtest` in a new process on 20,000 snapshots, first with an
   empty Numba cache (so it includes JIT compilation of the fill loops), then again with the
-  cache that run left (`NUMBA_CACHE_DIR` points both at one fresh directory).
+  cache that run left (`NUMBA_CACHE_DIR` points both at one fresh directory);
+- first, the memory case: the product path, `bookcast backtest` with the full report, on
+  `--memory-rows` snapshots of `--memory-depth` levels written to Parquet, whole-process
+  peak resident set (VmHWM) in a fresh process, beside the same command from `--baseline`'s
+  code (skipped where its every-level book alone would pass `--baseline-cap-gib`), and
+  whether the two reports are identical.
 
     nice -n 10 .venv/bin/python bench/backtest.py [--rows 300000,3000000] [--depth 10] [--rounds 5]
+        [--memory-rows 300000,3000000] [--memory-depth 100] [--baseline c4d0e38] [--skip-speed]
 """
 
 from __future__ import annotations
@@ -42,22 +48,26 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from backtest import BacktestConfig, run_backtest  # noqa: E402
 from backtest.data import Book  # noqa: E402
 from backtest.engine import value_from_orders  # noqa: E402
 from backtest.signals import prediction_sides, schedule  # noqa: E402
-from bench.baseline import child_env, load, paired_ratio  # noqa: E402
+from bench.baseline import baseline_tree, child_env, load, paired_ratio  # noqa: E402
 
 INTERVAL = 100_000_000  # 100 ms
 T0 = 1_723_161_600_000_000_000
 
 
-def synthetic_market(rows: int, depth: int, seed: int = 0) -> tuple[Book, pl.DataFrame]:
-    """A random-walk book with `depth` levels a side and sparse model signals."""
+def synthetic_market(rows: int, depth: int, seed: int = 0, t0: int = T0,
+                     start: float = 60_000.0) -> tuple[Book, pl.DataFrame]:
+    """A random-walk book with `depth` levels a side and sparse model signals, from time
+    `t0` and mid `start`."""
     rng = np.random.default_rng(seed)
-    mid = 60_000.0 + np.cumsum(rng.normal(0.0, 2.0, rows))
-    ts = T0 + np.arange(rows, dtype=np.int64) * INTERVAL
+    mid = start + np.cumsum(rng.normal(0.0, 2.0, rows))
+    ts = t0 + np.arange(rows, dtype=np.int64) * INTERVAL
     steps = 0.5 + 0.1 * np.arange(depth)
     offsets = np.arange(rows + 1, dtype=np.int64) * depth
     book = Book("binance-spot", "BTCUSDT", ts, np.zeros(rows, bool), mid,
@@ -207,6 +217,126 @@ def cold_starts(rows: int = 20_000) -> list[tuple[str, float, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+RUN_JSON = {"run_id": "bench", "model": "synthetic", "horizon": "10s",
+            "horizon_ns": HOLD_NS, "feature_set": "default", "venue": "binance-spot",
+            "symbol": "BTCUSDT", "fee_bps": FEE_BPS}
+
+
+def write_market(root: Path, rows: int, depth: int, chunk_rows: int = 50_000) -> None:
+    """`rows` snapshots of `depth` levels a side as the collector lays them out (part files
+    of `chunk_rows`, row groups sized by `snapshot_row_group_rows`, prices on a 0.01 tick,
+    sizes in 1e-5 lots), and a run whose predictions cover every row, written chunk by
+    chunk so the writer never holds the whole book."""
+    from bookcast.paths import partition_dir
+    from bookcast.schema import SNAPSHOT_SCHEMA, file_metadata
+    from bookcast.timeutil import utc_date
+    from collector.writers import snapshot_row_group_rows, write_table_atomic
+
+    run_dir = root / "runs" / "bench"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(RUN_JSON))
+    meta = file_metadata("binance-spot", "BTCUSDT", depth=depth, interval_ns=INTERVAL,
+                         tick_size=0.01)
+    start, writer = 60_000.0, None
+    for first in range(0, rows, chunk_rows):
+        n = min(chunk_rows, rows - first)
+        book, predictions = synthetic_market(n, depth, seed=first + 1,
+                                             t0=T0 + first * INTERVAL, start=start)
+        start = float(book.mid[-1])
+        ts = pa.array(book.ts).cast(SNAPSHOT_SCHEMA.field("ts").type)
+
+        def levels(values: np.ndarray, offsets: np.ndarray, decimals: int) -> pa.Array:
+            return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
+                                            pa.array(np.round(values, decimals)))
+
+        table = pa.table({
+            "ts": ts, "ts_event": pa.nulls(n, SNAPSHOT_SCHEMA.field("ts_event").type),
+            "ts_recv": ts, "seq": pa.array(np.arange(first, first + n, dtype=np.int64)),
+            "bid_px": levels(book.bid_px, book.bid_off, 2),
+            "bid_sz": levels(book.bid_sz, book.bid_off, 5),
+            "ask_px": levels(book.ask_px, book.ask_off, 2),
+            "ask_sz": levels(book.ask_sz, book.ask_off, 5),
+            "n_updates": pa.array(np.ones(n, np.int32)), "gap": pa.array(book.gap),
+        }, schema=SNAPSHOT_SCHEMA).replace_schema_metadata(meta)
+        del book
+        directory = partition_dir(root, "snapshots", "binance-spot", "BTCUSDT",
+                                  utc_date(T0 + first * INTERVAL))
+        write_table_atomic(table, directory / f"part-{T0 + first * INTERVAL}.parquet",
+                           snapshot_row_group_rows(depth))
+        chunk = predictions.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC"))).to_arrow()
+        if writer is None:
+            writer = pq.ParquetWriter(run_dir / "predictions.parquet", chunk.schema)
+        writer.write_table(chunk)
+    writer.close()
+
+
+PEAK_COMMAND = """
+import os, runpy, sys
+import backtest
+print(backtest.__file__, file=sys.stderr)  # whose code ran
+try:
+    runpy.run_module("bookcast", run_name="__main__")
+finally:
+    peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    open(os.environ["BENCH_PEAK_FILE"], "w").write(str(peak))
+"""
+
+
+def product_peak(tree: Path, root: Path) -> tuple[float, float]:
+    """Whole-process peak resident set (VmHWM, MiB) and wall time of `bookcast backtest
+    --run bench` with the full report, run from `tree`'s code in a fresh process."""
+    peak_file = root / "peak-kib"
+    command = [sys.executable, "-c", PEAK_COMMAND, "backtest", "--run", "bench",
+               "--data-dir", str(root), "--threshold", str(THRESHOLD), "--notional", "2000"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=tree, env=child_env(BENCH_PEAK_FILE=str(peak_file)),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    ran = done.stderr.splitlines()[0] if done.stderr else ""
+    if done.returncode != 0 or not ran.startswith(str(tree)):
+        raise SystemExit(f"bookcast backtest from {tree} failed: {done.stderr[-2000:]}")
+    peak = int(peak_file.read_text())
+    peak_file.unlink()
+    return peak / 1024, wall
+
+
+def product_memory(rows: int, depth: int, baseline: str, baseline_cap_gib: float) -> None:
+    """The product path's whole-process peak on `rows` snapshots of `depth` levels from
+    Parquet, this tree next to `baseline`'s (whose book holds every level; skipped when that
+    book alone would pass `baseline_cap_gib`)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-backtest-memory-"))
+    try:
+        started = time.perf_counter()
+        write_market(root, rows, depth)
+        on_disk = sum(p.stat().st_size for p in (root / "snapshots").rglob("*.parquet"))
+        print(f"\nproduct path, `bookcast backtest --run bench` (full report) on {rows:,} "
+              f"snapshots of {depth} levels a side from Parquet ({on_disk / 2**30:.1f} GiB on "
+              f"disk, written in {time.perf_counter() - started:.0f} s), fresh processes:")
+        full_book_gib = rows * (depth * 2 * 2 * 8 + 4 * 8) / 2**30
+        reports = []
+        with baseline_tree(baseline) as tree:
+            for name, code in (("this tree", _HERE.parent), (f"{baseline} (every level)", tree)):
+                if code == tree and full_book_gib > baseline_cap_gib:
+                    print(f"  {name}: not run, its book alone would hold {full_book_gib:.1f} GiB "
+                          f"(over --baseline-cap-gib {baseline_cap_gib:g})")
+                    continue
+                peak, wall = product_peak(code, root)
+                print(f"  {name}: peak {peak:,.0f} MiB resident (VmHWM), {wall:.1f} s wall; "
+                      f"{load()}")
+                written = max((root / "backtests").iterdir(), key=lambda p: p.stat().st_mtime)
+                reports.append(((written / "stats.json").read_text(),
+                                pl.read_parquet(written / "trades.parquet"),
+                                pl.read_parquet(written / "equity.parquet")))
+                shutil.rmtree(written)
+        if len(reports) == 2:
+            same = (reports[0][0] == reports[1][0] and reports[0][1].equals(reports[1][1])
+                    and reports[0][2].equals(reports[1][2]))
+            print(f"  stats.json, trades and equity of the two: "
+                  f"{'identical' if same else 'DIFFERENT'}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def measure(rows: int, depth: int, rounds: int, pandas_value: bool) -> None:
     """Both sides at one book size, interleaved."""
     book, predictions = synthetic_market(rows, depth)
@@ -240,11 +370,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pandas-value", action="store_true",
                         help="the anchor also builds vectorbt's pandas value() (reference)")
+    parser.add_argument("--memory-rows", default="300000,3000000",
+                        help="snapshot counts of the product path's memory case ('' skips it)")
+    parser.add_argument("--memory-depth", type=int, default=100,
+                        help="levels a side in the memory case's Parquet files")
+    parser.add_argument("--baseline", default="c4d0e38",
+                        help="the commit whose loading the memory case runs beside this tree")
+    parser.add_argument("--baseline-cap-gib", type=float, default=3.0,
+                        help="skip the baseline where its full book alone would pass this")
+    parser.add_argument("--skip-speed", action="store_true",
+                        help="only the memory case")
     args = parser.parse_args()
     from vectorbt._engine import is_rust_available
 
     print(f"vectorbt engine: {'rust' if is_rust_available() else 'numba'}; "
           f"{args.rounds} interleaved rounds; {load()}")
+    for rows in (int(r) for r in args.memory_rows.split(",") if r):
+        product_memory(rows, args.memory_depth, args.baseline, args.baseline_cap_gib)
+    if args.skip_speed:
+        return
     for rows in (int(r) for r in args.rows.split(",")):
         measure(rows, args.depth, args.rounds, args.pandas_value)
         gc.collect()  # the book is freed before the fresh process builds its own

@@ -54,10 +54,15 @@ class DemoConfig:
     # (or `bookcast train --model deeplob`) trains it for real
     deeplob_epochs: int = 1
     deeplob_max_train_rows: int = 1000
-    steps_done: list[str] = field(default_factory=list)
+    stage_starts: list[tuple[int, float]] = field(default_factory=list)  # (step, monotonic)
 
 
-def step(n: int, total: int, title: str, command: str) -> None:
+STAGE_NAMES = {1: "data", 2: "live", 3: "replay", 4: "features", 5: "opportunities",
+               6: "train", 7: "backtest", 8: "verdict"}
+
+
+def step(cfg: DemoConfig, n: int, total: int, title: str, command: str) -> None:
+    cfg.stage_starts.append((n, time.monotonic()))
     interrupts.now_doing(f"step {n}/{total} ({title})")
     console.rule(f"[bold]{n}/{total} {title}")
     console.print(f"[dim]same as: {command}[/dim]", highlight=False)
@@ -76,7 +81,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     # 1. data
     if real:
         captures = [Path(p) for p in cfg.captures]
-        step(1, total, "real captures", "(no simulation: --capture given)")
+        step(cfg, 1, total, "real captures", "(no simulation: --capture given)")
         venue, symbols = capture_market(captures)
         console.print(f"  {venue} {', '.join(symbols)} from {len(captures)} file(s)")
     else:
@@ -84,7 +89,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
         from collector.simulator import preset_for, simulate_captures
 
         out = root / "captures"
-        step(1, total, f"simulate {cfg.hours:g} h of {', '.join(cfg.symbols)}",
+        step(cfg, 1, total, f"simulate {cfg.hours:g} h of {', '.join(cfg.symbols)}",
              f"bookcast simulate --hours {cfg.hours:g} --symbols {','.join(cfg.symbols)} "
              f"--seed {cfg.seed} --out {out}")
         simulate_captures(venue, [preset_for(venue, s) for s in cfg.symbols], "default",
@@ -95,13 +100,13 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     # the live window (step 2) mostly waits, so the two share the machine's cores
     with background_replay(captures, venue, root, cfg.interval) as replay:
         # 2. live collection through the real daemon
-        step(2, total, f"collect live for {cfg.live_seconds:g} s from the emulator",
+        step(cfg, 2, total, f"collect live for {cfg.live_seconds:g} s from the emulator",
              f"bookcast serve CAPTURES --speed 10 & bookcast collect --venue {venue} "
              f"--symbol ... --endpoint HOST:PORT --data-dir {root / 'live'}")
         live_collection(captures, venue, symbols, root / "live", cfg.live_seconds,
                         interval_ns)
 
-        step(3, total, "replay the captures into snapshots and trades",
+        step(cfg, 3, total, "replay the captures into snapshots and trades",
              f"bookcast replay CAPTURES --data-dir {root} --interval {cfg.interval}")
         console.print("  [dim](it has been running in its own process since step 2)[/dim]")
         console.print(replay.result(), highlight=False)
@@ -112,7 +117,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
 
     horizons_ns = [parse_duration_ns(h) for h in HORIZONS.split(",") if
                    parse_duration_ns(h) % interval_ns == 0]
-    step(4, total, "features and fee-aware labels",
+    step(cfg, 4, total, "features and fee-aware labels",
          f"bookcast features --data-dir {root} --horizons {HORIZONS} "
          f"--fee-bps {cfg.fee_bps:g}")
     build_features(root, "default", horizons_ns, fee_bps=cfg.fee_bps, progress=True)
@@ -122,7 +127,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     from features.cli import opportunities
 
     fee_levels = verdict_fees(venue)
-    step(5, total, "opportunities: how often a move pays its costs",
+    step(cfg, 5, total, "opportunities: how often a move pays its costs",
          f"bookcast opportunities --data-dir {root} --fee-bps "
          f"{','.join(f'{f:g}' for f in fee_levels)}")
     opportunities(data_dir=root, horizons=",".join(format_duration_ns(h) for h in horizons_ns),
@@ -144,7 +149,7 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     # 8. the verdict
     from backtest.verdict import print_verdict, run_verdict
 
-    step(8, total, "the verdict: every strategy, horizon, fee and execution, out of sample",
+    step(cfg, 8, total, "the verdict: every strategy, horizon, fee and execution, out of sample",
          f"bookcast verdict --data-dir {root}")
     report = run_verdict(root)
     print_verdict(report)
@@ -154,7 +159,17 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     console.print(f"\n[bold]Look at it:[/bold] bookcast dashboard --data-dir {root}   "
                   f"(then open http://127.0.0.1:8501)")
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+    console.print(f"  per step: {stage_times(cfg.stage_starts, time.monotonic())}",
+                  highlight=False)
     return report.rows
+
+
+def stage_times(starts: list[tuple[int, float]], end: float) -> str:
+    """Seconds per step, each until the next began; the replay (3) runs beside the live
+    window (2), so its figure is the wait for it after the window closed."""
+    ends = [t for _, t in starts[1:]] + [end]
+    return ", ".join(f"{STAGE_NAMES.get(n, n)} {stop - begin:.0f} s"
+                     for (n, begin), stop in zip(starts, ends, strict=True))
 
 
 DEMO_MARKER = ".bookcast-demo"
@@ -322,7 +337,7 @@ def train_models(cfg: DemoConfig, root: Path, venue: str, symbols: list[str],
     from models.config import TrainConfig
     from models.runs import train_run
 
-    step(6, 8, f"train {', '.join(cfg.models)} per symbol at {cfg.horizon} (LightGBM also at "
+    step(cfg, 6, 8, f"train {', '.join(cfg.models)} per symbol at {cfg.horizon} (LightGBM also at "
          f"{', '.join(format_duration_ns(h) for h in extra_horizons_ns) or 'no other horizon'}),"
          f" baselines in every run, at {cfg.fee_bps:g} bps",
          f"bookcast train --data-dir {root} --model MODEL --horizon {cfg.horizon} "
@@ -358,7 +373,8 @@ def backtest_runs(cfg: DemoConfig, root: Path, runs: list[Path]) -> dict[str, Pa
     from backtest.engine import BacktestConfig, backtest_run, write_backtest
     from backtest.report import quote_currency, summary_table
 
-    step(7, 8, f"backtest every {cfg.horizon} run at its own fee, {cfg.fee_bps:g} bps per side",
+    step(cfg, 7, 8,
+         f"backtest every {cfg.horizon} run at its own fee, {cfg.fee_bps:g} bps per side",
          f"bookcast backtest --run RUN_ID --data-dir {root}")
     out: dict[str, Path] = {}
     horizon_ns = parse_duration_ns(cfg.horizon, what="horizon")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,8 @@ def test_reduced_demo_leaves_every_artefact_and_prints_the_verdict(tmp_path):
     for line in verdict.splitlines():
         assert len(line) <= 100 and "…" not in line, line
     assert "bookcast dashboard --data-dir" in out
+    # where the time went, every step named with its seconds
+    per_step = out[out.index("per step:"):]
+    for name in ("data", "live", "replay", "features", "opportunities", "train", "backtest",
+                 "verdict"):
+        assert re.search(rf"\b{name} \d+ s\b", per_step), (name, per_step)
