@@ -183,7 +183,8 @@ def rebuild(venue: str, symbol: str, scenario: str, hours: float, seed: int,
             sample_ts: np.ndarray, horizons_ns: list[int], n_paths: int, mc_seed: int,
             every_event: bool = False) -> Ceiling:
     """The session `bookcast simulate` wrote for (venue, symbol, seed), event for event,
-    with `n_paths` futures from the state at each sampled snapshot time."""
+    with `n_paths` futures from the state at each sampled snapshot's entry diff (and, with
+    `every_event`, from the state at the snapshot time itself)."""
     schedule = regime_schedule(preset_for(venue, symbol), scenario, hours)
     if len(schedule) != 1:
         raise SystemExit("The ceiling needs one regime (the futures assume fixed rates).")
