@@ -7,8 +7,8 @@ regression at each horizon for every market, then `bookcast verdict`. Prints, as
 LightGBM's average precision against the base rate per market and horizon, and how many
 verdict rows of each kind say `pays`, `loses`, `inconclusive` or `no trades`.
 
-    python bench/verdict_proof.py --preset default --seeds 7
-    python bench/verdict_proof.py --preset null --seeds 1,2,3,4,5
+    python bench/verdict_proof.py --preset default --interval 100ms --seeds 7,8,9
+    python bench/verdict_proof.py --preset null --interval 100ms --seeds 1,2,3,4,5
     python bench/verdict_proof.py --fee-bps 0 --window 20 --seeds 0 --captures ../shared/data/captures/binance-*/*.gz
 
 Figures in docs/models.md and docs/backtest.md.
