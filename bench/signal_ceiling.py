@@ -425,7 +425,7 @@ def main() -> None:
     parser.add_argument("--every-event", action="store_true",
                         help="Also run futures from the state at the snapshot time itself.")
     parser.add_argument("--quick", action="store_true",
-                        help="30 minutes, 150 rows, 50 futures: a smoke run (a minute).")
+                        help="30 minutes, 150 rows, 50 futures: a smoke run (~2 min loaded).")
     parser.add_argument("--keep", type=Path, default=None, help="Keep each seed's data here.")
     args = parser.parse_args()
     args.captures = None
