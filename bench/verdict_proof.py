@@ -7,8 +7,8 @@ regression at each horizon for every market, then `bookcast verdict`. Prints, as
 LightGBM's average precision against the base rate per market and horizon, and how many
 verdict rows of each kind say `pays`, `loses`, `inconclusive` or `no trades`.
 
-    python bench/verdict_proof.py --preset default --seeds 7
-    python bench/verdict_proof.py --preset null --seeds 1,2,3,4,5
+    python bench/verdict_proof.py --preset default --interval 100ms --seeds 7,8,9
+    python bench/verdict_proof.py --preset null --interval 100ms --seeds 1,2,3,4,5
     python bench/verdict_proof.py --fee-bps 0 --window 20 --seeds 0 --captures ../shared/data/captures/binance-*/*.gz
 
 Figures in docs/models.md and docs/backtest.md.
@@ -44,8 +44,11 @@ def bookcast() -> str:
     return shutil.which("bookcast") or str(Path(sys.executable).parent / "bookcast")
 
 
-def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> dict:
-    started = time.monotonic()
+def simulate_and_build(root: Path, preset: str, seed: int, args: argparse.Namespace
+                       ) -> tuple[list[tuple[str, str]], list[int]]:
+    """Simulate (or take --captures), replay and build features and labels under `root`;
+    returns the (venue, symbol) markets and the horizons (ns). bench/signal_ceiling.py
+    shares it, so both benches judge the same rows."""
     if args.captures:
         files = args.captures
     else:
@@ -60,6 +63,12 @@ def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> di
     markets = [(v.name.removeprefix("venue="), s.name.removeprefix("symbol="))
                for v in sorted((root / "snapshots").glob("venue=*"))
                for s in sorted(v.glob("symbol=*"))]
+    return markets, horizons
+
+
+def one_seed(root: Path, preset: str, seed: int, args: argparse.Namespace) -> dict:
+    started = time.monotonic()
+    markets, horizons = simulate_and_build(root, preset, seed, args)
     skill = {}
     for venue, symbol in markets:
         for horizon in horizons:
@@ -124,18 +133,23 @@ def summarise(results: list[dict], preset: str, args: argparse.Namespace) -> Non
     print(f"\n{len(results)} seed(s), {sum(r['seconds'] for r in results):.0f} s in all.")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options `simulate_and_build` reads (bench/signal_ceiling.py takes them too)."""
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", default="7")
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--interval", default="1s", help="Snapshot grid of the replay.")
     parser.add_argument("--symbols", default="BTCUSDT")
+    parser.add_argument("--horizons", default="1s,10s")
+    parser.add_argument("--fee-bps", type=float, default=1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_options(parser)
     parser.add_argument("--captures", type=Path, nargs="*", default=None,
                         help="Real capture files instead of a simulation (one seed).")
     parser.add_argument("--models", default="lightgbm,logistic")
-    parser.add_argument("--horizons", default="1s,10s")
-    parser.add_argument("--fee-bps", type=float, default=1.0)
     parser.add_argument("--window", type=int, default=TrainConfig.window,
                         help="DeepLOB's input rows; with the feature lookback, the embargo.")
     parser.add_argument("--keep", type=Path, default=None, help="Keep each seed's data here.")
