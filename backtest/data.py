@@ -215,15 +215,16 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
                         f"to {last_date} under {base}.")
     reach_qty = _reach_qty(files, notional, size)
     rows = _Rows(sum(_footer(path).num_rows for path in files))
-    # Decoded batches from the system allocator: freed, their pages leave the process
-    # (Arrow's default pool keeps them for reuse, and they would add to the peak).
+    interval_ns = None
+    # Decoded batches from the system allocator, their pages reused batch after batch and
+    # returned at the end (Arrow's own pool keeps some for later: they would add to the
+    # peak of everything after the load).
     pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
         interval_ns = _read_levels(files, rows, reach_qty)
     finally:
         pa.set_memory_pool(pool)
-    pool.release_unused()
     if rows.n == 0:
         raise UserError(f"The snapshots of {venue} {symbol} under {base} hold no rows.")
     ts, gap = rows.ts[:rows.n], rows.gap[:rows.n]
@@ -249,6 +250,7 @@ def _read_levels(files: list[Path], rows: _Rows, reach_qty: float) -> int | None
     """Every file's batches into `rows`; the grid interval of the first file that says."""
     interval_ns = None
     for path in files:
+
         try:
             # A reader per file, dropped after it: a reader kept alive keeps what it decoded.
             snapshots = pq.ParquetFile(path)
@@ -266,8 +268,10 @@ def _read_levels(files: list[Path], rows: _Rows, reach_qty: float) -> int | None
     return interval_ns
 
 
-# Rows per decoded batch: about this many levels per list column (8 MiB of float64).
-_BATCH_LEVELS = 1 << 20
+# Rows per decoded batch: about this many levels per list column, 512 KiB of float64, under
+# the 1 MiB from which `backtest_run` maps allocations (`map_large_allocations`): a batch's
+# buffers reuse the heap's pages, not a fresh mapping each (page faults: twice the load time).
+_BATCH_LEVELS = 1 << 16
 
 
 def _batch_rows(snapshots: pq.ParquetFile) -> int:

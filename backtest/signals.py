@@ -219,9 +219,13 @@ def imbalance_decisions(ts: np.ndarray, imbalance: np.ndarray, n_trades: int,
     known at that row, so the rule itself sees no future.
     """
     ts = np.ascontiguousarray(ts, np.int64)
-    strength = np.nan_to_num(np.abs(imbalance), nan=-1.0)
-    order = np.argsort(-strength, kind="stable").astype(np.int64)
-    order = order[strength[order] > 0]
+    # Strongest first: the stable order of -|imbalance| (NaN last), built in one array.
+    weakness = np.abs(imbalance)
+    np.nan_to_num(weakness, copy=False, nan=-1.0)
+    np.negative(weakness, out=weakness)
+    order = np.argsort(weakness, kind="stable").astype(np.int64, copy=False)
+    order = order[weakness[order] < 0]
+    del weakness
     if n_trades == 0 or order.shape[0] == 0:
         return schedule(ts[:0], np.zeros(0, np.int8), hold_ns)
     rows = _pick_non_overlapping(order, ts, np.int64(hold_ns), n_trades, ts[-1] - hold_ns)
