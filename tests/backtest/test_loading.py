@@ -100,16 +100,20 @@ def test_size_keeps_the_levels_of_that_size(depth_root: Path, full_book: Book) -
     np.testing.assert_array_equal(ours.entry_px, full.entry_px)
 
 
+def _random_predictions(book: Book, rng: np.random.Generator) -> pl.DataFrame:
+    """Probabilities on every row but the last 40 (their round trips stay in the book)."""
+    n = len(book) - 40
+    p_up = rng.beta(1.0, 3.0, n)
+    p_down = rng.beta(1.0, 3.0, n) * (1 - p_up)
+    return pl.DataFrame({"ts": book.ts[:n], "venue": VENUE, "symbol": SYMBOL,
+                         "p_down": p_down, "p_flat": 1 - p_up - p_down, "p_up": p_up,
+                         "y": np.zeros(n, np.int8)})
+
+
 def test_the_report_is_the_full_books(depth_root: Path, full_book: Book) -> None:
     """Every figure of a backtest with comparison rows and curves, on the kept levels."""
     kept = load_book(depth_root, VENUE, SYMBOL, 0, 2**62, notional=200_000.0)
-    rng = np.random.default_rng(5)
-    n = len(full_book) - 40
-    p_up = rng.beta(1.0, 3.0, n)
-    p_down = rng.beta(1.0, 3.0, n) * (1 - p_up)
-    predictions = pl.DataFrame({"ts": full_book.ts[:n], "venue": VENUE, "symbol": SYMBOL,
-                                "p_down": p_down, "p_flat": 1 - p_up - p_down, "p_up": p_up,
-                                "y": np.zeros(n, np.int8)})
+    predictions = _random_predictions(full_book, np.random.default_rng(5))
     config = BacktestConfig(fee_bps=2.0, hold_ns=5 * SECOND, horizon_ns=5 * SECOND,
                             notional=200_000.0, threshold=0.4)
     ours, full = run_backtest(predictions, kept, config), run_backtest(predictions, full_book,
@@ -183,12 +187,7 @@ def test_released_levels_change_no_figure_and_refuse_pricing(depth_root: Path,
     """`backtest_run` frees the levels once every fill is priced: the report is the one of
     a book kept whole, the comparison rows keep no equity, and pricing afterwards fails."""
     rng = np.random.default_rng(8)
-    n = len(full_book) - 40
-    p_up = rng.beta(1.0, 3.0, n)
-    p_down = rng.beta(1.0, 3.0, n) * (1 - p_up)
-    predictions = pl.DataFrame({"ts": full_book.ts[:n], "venue": VENUE, "symbol": SYMBOL,
-                                "p_down": p_down, "p_flat": 1 - p_up - p_down, "p_up": p_up,
-                                "y": np.zeros(n, np.int8)})
+    predictions = _random_predictions(full_book, rng)
     config = BacktestConfig(fee_bps=2.0, hold_ns=5 * SECOND, horizon_ns=5 * SECOND,
                             notional=50_000.0, threshold=0.4)
     book = load_book(depth_root, VENUE, SYMBOL, 0, 2**62, notional=50_000.0)
