@@ -21,6 +21,9 @@ All on the real Binance spot BTCUSDT capture (6,495 depth diffs, ~11 minutes), 1
    interleaved per round; median of the per-round ratios.
 3. One full-depth row of a 5,000-level book (levels read + SnapshotWriter.add), both
    trees, in the same fresh processes as 1.
+4. `--codecs ROUNDS` (alone): this tree's replay end to end with each candidate codec for
+   the snapshot and trade files (zstd 1, LZ4 HC 3, lz4), depth 100 and full depth; the CPU
+   each costs against zstd 1 and the snapshot bytes (the choice in collector/writers.py).
 
 Load average is printed beside each section: the machine is shared.
 """
@@ -212,6 +215,58 @@ def against_cryptofeed(records: list, rounds: int, sample: bool) -> dict:
             "rows": (ours[0][1], theirs[0][1])}
 
 
+# ---------------------------------------------------------------- 4. the files' codec
+
+# argv: tree, capture, depth, interval, codec, level ("-" for the codec's default). This
+# tree's replay with `collector.writers.PARQUET_COMPRESSION` set for the run.
+CODEC_CHILD = """
+import json, sys, tempfile, time
+from pathlib import Path
+start_wall, start_cpu = time.perf_counter(), time.process_time()
+sys.path.insert(0, sys.argv[1])
+import collector.writers as writers
+writers.PARQUET_COMPRESSION = sys.argv[5]
+writers.PARQUET_COMPRESSION_LEVEL = None if sys.argv[6] == "-" else int(sys.argv[6])
+from collector.replay import replay_captures
+depth = None if sys.argv[3] == "full" else int(sys.argv[3])
+with tempfile.TemporaryDirectory() as out:
+    replay_captures([sys.argv[2]], out, int(sys.argv[4]), depth)
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    size = sum(f.stat().st_size for f in Path(out, "snapshots").rglob("*.parquet"))
+print(json.dumps({"wall": wall, "cpu": cpu, "snapshot_bytes": size}))
+"""
+CODECS = (("zstd", "1"), ("lz4", "3"), ("lz4", "-"))  # the first is the anchor
+
+
+def codecs(rounds: int) -> None:
+    """This tree's replay end to end with each candidate codec for its files, in fresh
+    processes, interleaved in rotating order; paired medians against the first."""
+    from collector.writers import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
+
+    print(f"\n[the files' codec: this tree's replay, {rounds} rounds; written now: "
+          f"{PARQUET_COMPRESSION} {PARQUET_COMPRESSION_LEVEL}; {load()}]")
+    for depth in ("100", "full"):
+        runs: dict[tuple[str, str], list[dict]] = {c: [] for c in CODECS}
+        for r in range(rounds):
+            for codec, level in CODECS[r % len(CODECS):] + CODECS[:r % len(CODECS)]:
+                done = subprocess.run(
+                    [sys.executable, "-c", CODEC_CHILD, str(ROOT), str(CAPTURE), depth,
+                     str(INTERVAL), codec, level], capture_output=True, text=True, cwd=ROOT,
+                    env=child_env())
+                if done.returncode:
+                    raise RuntimeError(f"the replay with {codec} failed:\n{done.stderr[-3000:]}")
+                runs[(codec, level)].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        anchor = runs[CODECS[0]]
+        for (codec, level), results in runs.items():
+            print(f"  depth {depth:4s} {codec} {level:>2}: wall "
+                  f"{statistics.median(x['wall'] for x in results):6.2f} s, CPU "
+                  f"{statistics.median(x['cpu'] for x in results):6.2f} s "
+                  f"({paired_ratio([x['cpu'] for x in results], [a['cpu'] for a in anchor]):.2f}x "
+                  f"of {CODECS[0][0]} {CODECS[0][1]}, paired), snapshots "
+                  f"{results[0]['snapshot_bytes']:,} B")
+    print(f"  [{load()}]")
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -223,7 +278,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds, depth 100")
     parser.add_argument("--full-rounds", type=int, default=3, help="interleaved rounds, full depth")
     parser.add_argument("--cryptofeed-rounds", type=int, default=5)
+    parser.add_argument("--codecs", type=int, default=0, metavar="ROUNDS",
+                        help="only the files' codec: this tree's replay with each candidate")
     args = parser.parse_args()
+    if args.codecs:
+        codecs(args.codecs)
+        return
 
     from importlib.metadata import version
 

@@ -2,7 +2,8 @@
 baseline commit and against a vectorised pandas implementation, at the same row counts.
 
     .venv/bin/python bench/features.py [--rows 20000,200000] [--rounds 3]
-                                       [--baseline c6506aa | --baseline-dir DIR] [--codecs]
+                                       [--baseline c6506aa | --baseline-dir DIR]
+                                       [--codecs] [--sections]
 
 Inputs. The real Binance BTCUSDT captures (spot and USD-M) are replayed by the collector
 at 100 ms, 100 levels; that is the first case ("real", three date partitions). The
@@ -12,18 +13,23 @@ the last run ended, on one continuous 100 ms grid; trades likewise. So the books
 row-to-row changes and the Parquet compression are the real ones (the bench prints bytes
 per row of both), where uniform noise compressed 7x worse than real data.
 
-Measured per case, in fresh processes, the three interleaved in rotating order over
+Measured per case, in fresh processes, the four interleaved in rotating order over
 `--rounds` rounds, each reported as the median and as the median of per-round ratios:
 - `build_features` end to end (snapshot Parquet in, micro-price fit, features Parquet
   out), this tree and the baseline's code (exported with `git archive`, nothing of it
-  committed here), wall and CPU seconds and peak RSS;
+  committed here), wall and CPU seconds and peak RSS. The baseline runs twice: on the
+  files this tree's writer wrote (both read the same bytes) and on the same rows written
+  by the baseline's own `write_table_atomic(table, path)`, the call its snapshot writer
+  made (`baseline, own files`: end to end as a user of each version gets it, since the
+  snapshot encoding is part of this change);
 - the pandas anchor (`pandas_features`: read with pandas, levels as 2-D arrays by
   `np.stack` plus masks, rolling windows in pandas): the same 59 columns (all but the
   micro-price), checked equal to this tree's output to 1e-9 on every case.
 The numba kernel is loaded before the clock starts (steady state); `cold start`
 times a fresh process with an empty numba cache (JIT compilation included) and with
 the cache written by the previous run.
-`--codecs` adds the measurements behind the codec and row-group choices.
+`--codecs` adds the measurements behind the codec and row-group choices, `--sections` this
+tree's CPU by step of the build on the largest partition (where the time goes).
 """
 
 from __future__ import annotations
@@ -355,6 +361,19 @@ hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
 print(json.dumps({"wall": wall, "cpu": cpu, "peak_mib": hwm / 1024}))
 """
 
+# argv: tree, source root, destination root. The same rows re-encoded by a tree's own writer.
+REWRITE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import pyarrow.parquet as pq
+from collector.writers import write_table_atomic
+source, destination = Path(sys.argv[2]), Path(sys.argv[3])
+for path in sorted(source.rglob("*.parquet")):
+    write_table_atomic(pq.read_table(path), destination / path.relative_to(source))
+print("done")
+"""
+
 # A cold `bookcast features`-like start: process start to the written dataset.
 COLD = """
 import json, sys, time
@@ -389,23 +408,27 @@ def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Pa
             caches: dict[str, Path]) -> None:
     import polars as pl
 
-    jobs = {"baseline": (base, "build"), "this tree": (ROOT, "build"), "pandas": (ROOT, "pandas")}
+    own = Path(tempfile.mkdtemp(dir=tmp))
+    run_in(base, REWRITE, str(inputs), str(own), cache=caches["baseline"])
+    jobs = {"baseline": (base, "build", inputs), "baseline, own files": (base, "build", own),
+            "this tree": (ROOT, "build", inputs), "pandas": (ROOT, "pandas", inputs)}
     results: dict[str, list[dict]] = {name: [] for name in jobs}
-    print(f"\n[{case}: {rows:,} rows, {bytes_per_row(inputs):.0f} B/row on disk; {rounds} "
-          f"rounds; {load()}]")
+    print(f"\n[{case}: {rows:,} rows, {bytes_per_row(inputs):.0f} B/row on disk as this tree "
+          f"writes them, {bytes_per_row(own):.0f} as the baseline does; {rounds} rounds; "
+          f"{load()}]")
     names = list(jobs)
     for r in range(rounds):
-        for name in names[r % 3:] + names[:r % 3]:
-            tree, job = jobs[name]
-            root = scratch_root(inputs, tmp)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            tree, job, source = jobs[name]
+            root = scratch_root(source, tmp)
             results[name].append(json.loads(run_in(tree, CHILD, job, str(root), SETTINGS,
                                                    cache=caches[name])))
     this = results["this tree"]
-    for name in ("baseline", "this tree", "pandas"):
+    for name in jobs:
         runs = results[name]
         wall = statistics.median(x["wall"] for x in runs)
         cpu = statistics.median(x["cpu"] for x in runs)
-        line = (f"  {name:10s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+        line = (f"  {name:19s} {rows / wall:>10,.0f} rows/s  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
                 f"peak {statistics.median(x['peak_mib'] for x in runs):6.0f} MiB")
         if name != "this tree":
             line += (f"   this tree is {paired_ratio([x['wall'] for x in runs], [t['wall'] for t in this]):4.2f}x "
@@ -442,11 +465,16 @@ def cold_start(inputs: Path, base: Path, tmp: Path) -> None:
 
 
 def codecs(inputs: Path, tmp: Path) -> None:
-    """Snapshot files: decode time of the build's columns per codec and row-group size;
+    """Snapshot files: single-threaded decode time of the build's columns per codec and
+    row-group size (10,485-row groups unless said);
     features files: write and read time per codec (the choices in writers/build)."""
     import polars as pl
 
-    from collector.writers import snapshot_row_group_rows
+    from collector.writers import (
+        PARQUET_COMPRESSION,
+        PARQUET_COMPRESSION_LEVEL,
+        snapshot_row_group_rows,
+    )
     from features.definitions import SNAPSHOT_COLUMNS
 
     snap = pq.read_table(next((inputs / "snapshots").rglob("*.parquet")))
@@ -464,7 +492,7 @@ def codecs(inputs: Path, tmp: Path) -> None:
 
     def decode() -> None:
         for _ in pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
-                batch_size=4096, columns=list(SNAPSHOT_COLUMNS)):
+                batch_size=4096, columns=list(SNAPSHOT_COLUMNS), use_threads=False):
             pass
 
     middle = snap["ts"][snap.num_rows // 2].as_py()
@@ -473,19 +501,25 @@ def codecs(inputs: Path, tmp: Path) -> None:
         pl.scan_parquet(path).filter(pl.col("ts").is_between(
             middle, middle + dt.timedelta(minutes=5))).collect()
 
+    rows = snapshot_row_group_rows(100)
     for label, options in (
-            ("zstd, no dictionary, one row group", {}),
-            ("zstd, no dictionary, 10,485-row groups (the collector's)",
-             {"row_group_size": snapshot_row_group_rows(100)}),
-            ("lz4, no dictionary", {"compression": "lz4"}),
-            ("snappy, no dictionary", {"compression": "snappy"}),
-            ("zstd, dictionary", {"use_dictionary": True}),
-            ("uncompressed", {"compression": "none"})):
-        kw = {"compression": "zstd", "use_dictionary": False, **options}
+            (f"the collector's ({PARQUET_COMPRESSION} {PARQUET_COMPRESSION_LEVEL})",
+             {"compression": PARQUET_COMPRESSION, "compression_level": PARQUET_COMPRESSION_LEVEL}),
+            ("lz4 HC 3", {"compression": "lz4", "compression_level": 3}),
+            ("zstd 1, one row group", {"row_group_size": None}),
+            ("zstd 3", {"compression_level": 3}),
+            ("zstd -5", {"compression_level": -5}),
+            ("lz4 (fast)", {"compression": "lz4", "compression_level": None}),
+            ("snappy", {"compression": "snappy", "compression_level": None}),
+            ("zstd 1, data pages v2", {"data_page_version": "2.0"}),
+            ("zstd 1, dictionary", {"use_dictionary": True}),
+            ("uncompressed", {"compression": "none", "compression_level": None})):
+        kw = {"compression": "zstd", "compression_level": 1, "use_dictionary": False,
+              "row_group_size": rows, **options}
         write = best(lambda kw=kw: pq.write_table(snap, path, **kw), 1)
         wall, cpu = best(decode)
         five = best(window)
-        print(f"  snapshots {label:40s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
+        print(f"  snapshots {label:38s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
               f"write cpu {write[1]:5.2f} s  decode wall {wall:5.2f} s cpu {cpu:5.2f} s  "
               f"5-minute window wall {five[0]:5.3f} s")
     from features.build import build_features
@@ -502,6 +536,67 @@ def codecs(inputs: Path, tmp: Path) -> None:
               f"wall {write[0]:5.2f} cpu {write[1]:5.2f}  read wall {read[0]:5.2f} cpu {read[1]:5.2f}")
 
 
+def sections(inputs: Path, tmp: Path, reps: int = 5) -> None:
+    """Where this tree's build spends its CPU: the steps of `build_features` on one partition,
+    each timed alone in this process (median of `reps`), the later ones on the earlier ones'
+    results (the walk on batches decoded beforehand), so decoding is apart from the walk it
+    overlaps in a build."""
+    import polars as pl
+
+    from features import build
+    from features.definitions import FEATURE_SETS, SNAPSHOT_COLUMNS, prepare_book, snapshot_features
+    from features.labels import label_columns
+    from features.partitions import read_snapshot_batches, scan_trades, snapshot_partitions
+
+    cfg = FEATURE_SETS["default"]
+    (part,) = snapshot_partitions(inputs)
+    prepare_book([], cfg)  # the kernel loaded
+    cpu: dict[str, list[float]] = {}
+
+    def step(name: str, fn, *args):
+        start = time.process_time()
+        out = fn(*args)
+        cpu.setdefault(name, []).append(time.process_time() - start)
+        return out
+
+    def decode() -> int:  # streamed as the build streams them: memory is reused
+        return sum(batch.num_rows for batch in read_snapshot_batches(part, SNAPSHOT_COLUMNS))
+
+    def collect(lazy: pl.LazyFrame) -> pl.DataFrame:
+        return lazy.collect(engine="in-memory")  # as feature_frame does
+
+    def with_labels(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(label_columns(frame, HORIZONS, part.interval_ns, FEE_BPS))
+
+    def fit(frame: pl.DataFrame):
+        return build.fit_microprice_on_training(
+            build.training_rows(frame, int(frame["_ts_ns"].max()) + 1), part)
+
+    def write(frame: pl.DataFrame) -> Path:
+        return build.write_partition(frame.select(build.output_columns(frame)),
+                                     Path(tempfile.mkdtemp(dir=tmp)), {b"bench": b"sections"})
+
+    batches = list(read_snapshot_batches(part, SNAPSHOT_COLUMNS))
+    for _ in range(reps):
+        step("decode (read_snapshot_batches, two threads)", decode)
+        book = step("level walk and book columns (prepare_book)", prepare_book, batches, cfg)
+        lazy = step("trades into the grid (trade_buckets)", snapshot_features, book.lazy(),
+                    scan_trades(inputs, part), cfg, part.interval_ns)
+        frame = step("feature expressions (collect)", collect, lazy)
+        frame = step("labels (label_columns)", with_labels, frame)
+        table = step("micro-price fit", fit, frame)
+        frame = step("micro-price column", build.with_microprice, frame, cfg, table)
+        step("features Parquet (write_partition)", write, frame)
+    total = sum(statistics.median(v) for v in cpu.values())
+    print(f"\n[CPU by step, this tree, {part.files[0].stat().st_size / 2**20:.0f} MiB partition "
+          f"of {pl.scan_parquet(part.files).select(pl.len()).collect().item():,} rows; "
+          f"median of {reps}; {load()}]")
+    for name, values in cpu.items():
+        median = statistics.median(values)
+        print(f"  {name:46s} {median:6.3f} s  {median / total:4.0%}")
+    print(f"  {'sum':46s} {total:6.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="20000,200000",
@@ -510,14 +605,16 @@ def main() -> None:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
     parser.add_argument("--baseline-dir")
     parser.add_argument("--codecs", action="store_true", help="also the codec measurements")
+    parser.add_argument("--sections", action="store_true",
+                        help="also this tree's CPU by step on the largest partition")
     args = parser.parse_args()
     sizes = [int(r) for r in args.rows.split(",") if r]
 
     with tempfile.TemporaryDirectory(prefix="bookcast-features-bench-") as tmp_name, \
             baseline_tree(args.baseline, args.baseline_dir) as base:
         tmp = Path(tmp_name)
-        caches = {name: Path(tempfile.mkdtemp(dir=tmp)) for name in ("baseline", "this tree",
-                                                                      "pandas")}
+        caches = {name: Path(tempfile.mkdtemp(dir=tmp)) for name in (
+            "baseline", "baseline, own files", "this tree", "pandas")}
         real = replay_real(tmp / "real")
         print(f"features bench: default set, 5 horizons, {INTERVAL // 1_000_000} ms grid; "
               f"baseline {args.baseline_dir or args.baseline}; python {sys.version.split()[0]}")
@@ -530,6 +627,8 @@ def main() -> None:
             compare("real-like partition", inputs[n], n, base, args.rounds, tmp, caches)
         if sizes:
             cold_start(inputs[sizes[0]], base, tmp)
+            if args.sections:
+                sections(inputs[sizes[-1]], tmp)
             if args.codecs:
                 codecs(inputs[sizes[-1]], tmp)
 

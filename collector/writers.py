@@ -44,18 +44,29 @@ def snapshot_row_group_rows(levels_per_row: float) -> int:
     return max(64, int(ROW_GROUP_LEVELS / max(1.0, levels_per_row)))
 
 
+# How every snapshot and trade file is encoded: zstd level 1 (measured 2026-12-01 with
+# `bench/features.py --codecs` and `bench/collector_replay.py --codecs`). LZ4 HC at level 3
+# is as small on depth-100 books (236 against 235 B a row) and decodes 15-23 % faster (over
+# half of a feature build is this decode), but made the replay at depth 100 8-30 % slower in
+# CPU, against the replay's own target; plain LZ4 decodes as fast but is 46 % larger at
+# depth 100 and four times larger at full depth; zstd's faster levels decode no faster.
+PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION_LEVEL = 1
+
+
 def write_table_atomic(table: pa.Table, path: Path, row_group_rows: int | None = None) -> None:
     """Write a Parquet file under a temporary name, fsync it, then rename it into place.
 
-    zstd without dictionaries: level values hardly repeat within a page, and dictionaries
-    made files larger and writes slower. On any failure the temporary file is removed and
-    the error raised as it came, so a retry starts clean and never finds debris.
+    No dictionaries: level values hardly repeat within a page, and dictionaries made files
+    larger and writes slower. On any failure the temporary file is removed and the error
+    raised as it came, so a retry starts clean and never finds debris.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with tmp.open("wb") as fh:
-            pq.write_table(table, fh, compression="zstd", use_dictionary=False,
+            pq.write_table(table, fh, compression=PARQUET_COMPRESSION,
+                           compression_level=PARQUET_COMPRESSION_LEVEL, use_dictionary=False,
                            row_group_size=row_group_rows)
             fh.flush()
             os.fsync(fh.fileno())

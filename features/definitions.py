@@ -170,19 +170,32 @@ def walk_side(px_offsets, px, sz_offsets, sz, bounds, is_bid, levels, cum_levels
         for i in range(min(length, head)):
             head_px[i, r] = px[p0 + i]
             head_sz[i, r] = sz[s0 + i]
-        # One tight loop per bound over every level (a row's levels stay in L1 cache);
+        # Two bounds per pass over every level (a row's levels stay in L1 cache): one
+        # running sum waits on its previous add, two independent ones share the wait
+        # (0.076 against 0.101 s for both sides of 200,000 rows, the same sums bit for bit).
         # (p - bound) against 0 is the formula's own arithmetic.
-        for j in range(n_bounds):
-            bound, acc = bounds[r, j], 0.0
+        for j in range(0, n_bounds, 2):
+            pair = j + 1 < n_bounds
+            b0 = bounds[r, j]
+            b1 = bounds[r, j + 1] if pair else b0
+            acc0, acc1 = 0.0, 0.0
             if is_bid:
                 for i in range(length):
-                    if px[p0 + i] - bound >= 0.0:
-                        acc += sz[s0 + i]
+                    p, s = px[p0 + i], sz[s0 + i]
+                    if p - b0 >= 0.0:
+                        acc0 += s
+                    if p - b1 >= 0.0:
+                        acc1 += s
             else:
                 for i in range(length):
-                    if px[p0 + i] - bound <= 0.0:
-                        acc += sz[s0 + i]
-            depth[j, r] = acc
+                    p, s = px[p0 + i], sz[s0 + i]
+                    if p - b0 <= 0.0:
+                        acc0 += s
+                    if p - b1 <= 0.0:
+                        acc1 += s
+            depth[j, r] = acc0
+            if pair:
+                depth[j + 1, r] = acc1
     return depth, cum, weighted, last_px, head_px, head_sz
 
 
@@ -407,15 +420,24 @@ def trade_buckets(trades: pl.LazyFrame, grid_ns: np.ndarray) -> tuple[np.ndarray
             np.bincount(row[sell], weights=size[sell], minlength=grid_ns.size))
 
 
+def trade_window_sums(windows: list[tuple[str, int]]) -> list[pl.Expr]:
+    """`_buy_<w>` and `_sell_<w>`: the volume bought and sold over each window, computed once
+    here because `trade_features` reads each several times (polars did not share them
+    between the expressions: five times the work)."""
+    return [windowed_sparse_sum(pl.col(f"_{side}"), n).alias(f"_{side}_{name}")
+            for name, n in windows for side in ("buy", "sell")]
+
+
 def trade_features(windows: list[tuple[str, int]], has_trades: bool) -> list[pl.Expr]:
+    """Trade-flow imbalance and signed volume per window (over `trade_window_sums`)."""
     out = []
-    for name, n in windows:
+    for name, _ in windows:
         if not has_trades:
             # Not recorded is not the same as no trading: leave the columns null.
             out.append(pl.lit(None, pl.Float64).alias(f"tfi_{name}"))
             out.append(pl.lit(None, pl.Float64).alias(f"signed_vol_{name}"))
             continue
-        buy, sell = windowed_sparse_sum(pl.col("_buy"), n), windowed_sparse_sum(pl.col("_sell"), n)
+        buy, sell = pl.col(f"_buy_{name}"), pl.col(f"_sell_{name}")
         total = buy + sell
         out.append(pl.when(total > 0).then((buy - sell) / total)
                    .otherwise(pl.when(total.is_not_null()).then(0.0)).alias(f"tfi_{name}"))
@@ -449,6 +471,7 @@ def snapshot_features(
     lf = lf.with_columns(
         pl.when(_ok(1)).then((pl.col("mid") / pl.col("mid").shift(1)).log()).alias("_r1"),
         *[order_flow_imbalance_event(i).alias(f"_ofi{i}") for i in range(cfg.ofi_levels)],
+        *(trade_window_sums(windows) if trades is not None else []),
     )
     ofi = [
         windowed_sum(pl.col(f"_ofi{i}"), n).alias(f"ofi_{i + 1}_{name}")

@@ -195,8 +195,8 @@ class DiskWriter:
 
 
 def warm_up_writers() -> None:
-    """Import and exercise Parquet encoding and zstd now, before the sockets open, so the
-    first flush does not pay for it (a second of imports would stall the disk writer)."""
+    """Import and exercise Parquet encoding, its codec and zstd now, before the sockets open,
+    so the first flush does not pay for it (a second of imports would stall the disk writer)."""
     import io
 
     import pyarrow as pa
@@ -204,8 +204,10 @@ def warm_up_writers() -> None:
 
     from bookcast.schema import SNAPSHOT_SCHEMA
     from collector.capture import compress_capture
+    from collector.writers import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
 
     # from_batches: from_pylist and Schema.empty_table import pandas (a second, and 60 MB)
     pq.write_table(pa.Table.from_batches([], schema=SNAPSHOT_SCHEMA), io.BytesIO(),
-                   compression="zstd", use_dictionary=False)
+                   compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL,
+                   use_dictionary=False)
     compress_capture(b"{}\n", ".zst")
