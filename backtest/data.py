@@ -216,9 +216,9 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
     reach_qty = _reach_qty(files, notional, size)
     rows = _Rows(sum(_footer(path).num_rows for path in files))
     interval_ns = None
-    # Decoded batches from the system allocator, their pages reused batch after batch and
-    # returned at the end (Arrow's own pool keeps some for later: they would add to the
-    # peak of everything after the load).
+    # Decoded batches from the system allocator: their buffers (under the mmap threshold
+    # `backtest_run` sets) reuse the heap's pages batch after batch, where Arrow's own pool
+    # would keep some after the load, adding to the peak of everything after it.
     pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:

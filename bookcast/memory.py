@@ -26,19 +26,10 @@ def map_large_allocations(threshold_bytes: int = 1 << 20) -> None:
         mallopt(_M_MMAP_THRESHOLD, int(threshold_bytes))
 
 
-def release_free_heap() -> None:
-    """Return the heap's free pages to the system (glibc's malloc_trim): what a stage
-    freed stops counting in the resident set. Elsewhere this does nothing."""
-    trim = _libc("malloc_trim")
-    if trim is not None:
-        trim.argtypes = (ctypes.c_size_t,)
-        trim(0)
-
-
 def _libc(name: str) -> Any:  # the C function, or None without glibc
     if not sys.platform.startswith("linux"):
         return None
     try:
         return getattr(ctypes.CDLL(None), name)
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+    except (OSError, AttributeError):  # no C library to ask
         return None
