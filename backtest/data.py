@@ -59,6 +59,20 @@ class Book:
         """Best bid and best ask sizes per row (NaN where a side is empty)."""
         return (_first_level(self.bid_sz, self.bid_off), _first_level(self.ask_sz, self.ask_off))
 
+    @property
+    def levels_released(self) -> bool:
+        return self.bid_px.shape[0] == 0 and self.bid_off.shape[0] == 0
+
+    def release_levels(self) -> None:
+        """Drop the levels and their offsets (most of the book's memory) once no more
+        orders are priced against it; ts, gap and mid stay for marking positions, pricing
+        afterwards raises (`levels_released`)."""
+        empty_levels, empty_off = np.empty(0), np.empty(0, np.int64)
+        for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+            object.__setattr__(self, name, empty_levels)  # frozen: replaced, never edited
+        for name in ("bid_off", "ask_off"):
+            object.__setattr__(self, name, empty_off)
+
     @cached_property
     def lowest_mid(self) -> float:
         return float(np.nanmin(self.mid)) if np.isfinite(self.mid).any() else math.inf
@@ -140,27 +154,43 @@ def load_run_dir(run_dir: Path) -> Run:
     if missing:
         raise UserError(f"The predictions file {pred_path} lacks columns {', '.join(missing)}.")
     # The run's own decision (its trading policy at its fee) travels with the probabilities.
-    # Venue and symbol repeat on every row: categorical, they cost 4 bytes a row, not 16;
-    # one chunk per column, so the backtest's NumPy views of them are not copies.
-    repeated = pl.col("venue", "symbol").cast(pl.String).cast(pl.Categorical)
+    extra = ["signal"] if "signal" in columns else []
     try:
-        frame = pl.scan_parquet(pred_path).select(
-            *PREDICTION_COLUMNS, *(["signal"] if "signal" in columns else [])
-        ).with_columns(repeated).collect().rechunk()
+        frame = _read_predictions(pred_path, extra)
     except Exception as exc:
         raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
     if frame.height == 0:
         raise UserError(f"The predictions file {pred_path} is empty.")
     for column, expected in (("venue", info["venue"]), ("symbol", info["symbol"])):
-        values = frame[column].unique().cast(pl.String).to_list()
+        try:
+            values = pl.scan_parquet(pred_path).select(pl.col(column).unique()).collect(
+                engine="streaming").to_series().cast(pl.String).to_list()
+        except Exception as exc:
+            raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
         if values != [expected]:
             raise UserError(f"The predictions file {pred_path} holds {column} {values}, "
                             f"not only run.json's '{expected}'.")
+    # Venue and symbol repeat on every row, one value each (checked above): categorical
+    # from that value, never the 3M strings decoded.
+    frame = frame.with_columns(
+        pl.lit(info[c], pl.String).cast(pl.Categorical).alias(c) for c in ("venue", "symbol")
+    ).select(*PREDICTION_COLUMNS, *extra)
     if frame["ts"].dtype != pl.Int64:
         frame = frame.with_columns(pl.col("ts").dt.epoch("ns"))
     if not frame["ts"].is_sorted():  # sorting copies every column: only when needed
         frame = frame.sort("ts")
     return Run(run_id, info, frame)
+
+
+def _read_predictions(path: Path, extra: list[str]) -> pl.DataFrame:
+    """The numeric prediction columns (and `extra`), each in one chunk so the backtest's
+    NumPy views are not copies; read and rechunked one column at a time, so the transient
+    is one column's, not the frame's."""
+    names = [c for c in PREDICTION_COLUMNS if c not in ("venue", "symbol")] + extra
+    series = []
+    for name in names:
+        series.append(pl.scan_parquet(path).select(name).collect().to_series().rechunk())
+    return pl.DataFrame(series)
 
 
 def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, *,
@@ -186,22 +216,15 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
     reach_qty = _reach_qty(files, notional, size)
     rows = _Rows(sum(_footer(path).num_rows for path in files))
     interval_ns = None
-    for path in files:
-        try:
-            # A reader per file, dropped after it: a reader kept alive keeps what it decoded.
-            snapshots = pq.ParquetFile(path)
-            meta = snapshots.schema_arrow.metadata or {}
-            for batch in snapshots.iter_batches(batch_size=_batch_rows(snapshots),
-                                                columns=list(_BOOK_COLUMNS)):
-                rows.add(batch, reach_qty, path)
-        except UserError:
-            raise
-        except Exception as exc:
-            raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
-        if b"interval_ns" in meta and interval_ns is None:
-            interval_ns = int(meta[b"interval_ns"])
-        del snapshots
-    pa.default_memory_pool().release_unused()  # the decoded batches' pages, kept by Arrow
+    # Decoded batches from the system allocator: their buffers (under the mmap threshold
+    # `backtest_run` sets) reuse the heap's pages batch after batch, where Arrow's own pool
+    # would keep some after the load, adding to the peak of everything after it.
+    pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        interval_ns = _read_levels(files, rows, reach_qty)
+    finally:
+        pa.set_memory_pool(pool)
     if rows.n == 0:
         raise UserError(f"The snapshots of {venue} {symbol} under {base} hold no rows.")
     ts, gap = rows.ts[:rows.n], rows.gap[:rows.n]
@@ -223,8 +246,32 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
                 *sides["ask"], interval_ns, reach_qty)
 
 
-# Rows per decoded batch: about this many levels per list column (8 MiB of float64).
-_BATCH_LEVELS = 1 << 20
+def _read_levels(files: list[Path], rows: _Rows, reach_qty: float) -> int | None:
+    """Every file's batches into `rows`; the grid interval of the first file that says."""
+    interval_ns = None
+    for path in files:
+
+        try:
+            # A reader per file, dropped after it: a reader kept alive keeps what it decoded.
+            snapshots = pq.ParquetFile(path)
+            meta = snapshots.schema_arrow.metadata or {}
+            for batch in snapshots.iter_batches(batch_size=_batch_rows(snapshots),
+                                                columns=list(_BOOK_COLUMNS)):
+                rows.add(batch, reach_qty, path)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
+        if b"interval_ns" in meta and interval_ns is None:
+            interval_ns = int(meta[b"interval_ns"])
+        del snapshots
+    return interval_ns
+
+
+# Rows per decoded batch: about this many levels per list column, 512 KiB of float64, under
+# the 1 MiB from which `backtest_run` maps allocations (`map_large_allocations`): a batch's
+# buffers reuse the heap's pages, not a fresh mapping each (page faults: twice the load time).
+_BATCH_LEVELS = 1 << 16
 
 
 def _batch_rows(snapshots: pq.ParquetFile) -> int:

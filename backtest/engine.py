@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from backtest import signals, stats
 from backtest.data import Book, Run, load_book, load_run
 from backtest.fills import FILL_STATUS_NAMES, FILLED, fill_round_trips
 from bookcast.errors import UserError
+from bookcast.memory import map_large_allocations
 from bookcast.paths import backtests_dir, runs_dir
 from bookcast.schema import EQUITY_COLUMNS, ROUND_TRIP_COLUMNS, file_metadata
 from bookcast.timeutil import format_duration_ns
@@ -73,7 +75,7 @@ class StrategyResult:
     """One strategy's priced round trips and its equity curves."""
 
     trades: pl.DataFrame
-    equity: pl.DataFrame
+    equity: pl.DataFrame | None  # the model's only: a comparison row's is not kept
     stats: dict[str, Any]
     skipped: dict[str, int] = field(default_factory=dict)
 
@@ -114,6 +116,9 @@ def price_decisions(book: Book, decisions: signals.Decisions, config: BacktestCo
     taker = config.fee_bps * 1e-4
     maker = (config.fee_bps if config.maker_fee_bps is None else config.maker_fee_bps) * 1e-4
     book.check_reach(config.notional, config.size)
+    if book.levels_released:
+        raise ValueError("This book's levels were released (`Book.release_levels`); load it "
+                         "again to price more orders.")
     out = fill_round_trips(book.ts, book.gap, book.mid, book.bid_px, book.bid_sz, book.bid_off,
                            book.ask_px, book.ask_sz, book.ask_off, decisions.entry_ts,
                            decisions.exit_ts, decisions.side, np.int64(latency_ns),
@@ -166,7 +171,6 @@ def matched_imbalance(book: Book, ts: np.ndarray, imbalance: np.ndarray, n_trade
     empty = signals.schedule(ts[:0], np.zeros(0, np.int8), hold_ns)
     if n_trades == 0:
         return price_decisions(book, empty, config, latency_ns)
-    strength = np.nan_to_num(np.abs(imbalance), nan=-1.0)
     for scale in (1, 2, 4, 8, 16):
         pool = signals.imbalance_decisions(ts, imbalance, n_trades * scale, hold_ns)
         priced = price_decisions(book, pool, config, latency_ns)
@@ -174,16 +178,22 @@ def matched_imbalance(book: Book, ts: np.ndarray, imbalance: np.ndarray, n_trade
             break
     rows = np.searchsorted(ts, pool.entry_ts)
     filled = np.flatnonzero(priced.ok)
-    keep = filled[np.argsort(-strength[rows[filled]], kind="stable")[:n_trades]]
+    strength = np.nan_to_num(np.abs(imbalance[rows[filled]]), nan=-1.0)
+    keep = filled[np.argsort(-strength, kind="stable")[:n_trades]]
     return price_decisions(book, _subset(pool, keep), config, latency_ns)
 
 
 def _touch_imbalance(book: Book, ts: np.ndarray) -> np.ndarray:
     """The L1 imbalance of the book each signal saw."""
-    rows = np.clip(book.signal_rows(ts), 0, None)
     bid_sz, ask_sz = book.touch_sizes()
+    # Per book row in place, then read at the signals' rows: the same floats as computing
+    # at the signals' rows, with three row-sized arrays instead of seven.
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (bid_sz[rows] - ask_sz[rows]) / (bid_sz[rows] + ask_sz[rows])
+        total = bid_sz + ask_sz
+        np.subtract(bid_sz, ask_sz, out=bid_sz)
+        np.divide(bid_sz, total, out=bid_sz)
+    del total, ask_sz
+    return bid_sz[np.clip(book.signal_rows(ts), 0, None)]
 
 
 def _net_pnl(fills: Fills) -> float:
@@ -206,7 +216,6 @@ def _prediction_arrays(predictions: pl.DataFrame) -> dict[str, np.ndarray]:
         "p_down": frame["p_down"].cast(pl.Float64).to_numpy(),
         "p_flat": frame["p_flat"].cast(pl.Float64).to_numpy(),
         "p_up": frame["p_up"].cast(pl.Float64).to_numpy(),
-        "y": frame["y"].cast(pl.Float64).fill_null(0.0).to_numpy(),
         **({"signal": frame["signal"].cast(pl.Float64).fill_null(0.0).to_numpy()}
            if "signal" in frame.columns else {}),
     }
@@ -226,7 +235,7 @@ def _check_coverage(pred_ts: np.ndarray, book: Book) -> None:
 
 
 def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
-               capital: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+               capital: float) -> _Columns:
     """Run every strategy through one vectorbt from_orders call, one column each.
 
     Orders carry the book-walked prices and the fee of their side; the portfolio is marked
@@ -243,7 +252,6 @@ def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
     """
     import vectorbt as vbt
 
-    n_rows = w1 - w0 + 1
     n_cols = len(strategies)
     mid = book.mid[w0:w1 + 1]
     close = mid
@@ -290,20 +298,56 @@ def _portfolio(book: Book, strategies: dict[str, Fills], w0: int, w1: int,
     records = pf.trades.values.copy()
     records["entry_idx"] = order_rows[records["entry_idx"]]
     records["exit_idx"] = order_rows[records["exit_idx"]]
-    dmid = np.diff(close)
-    out = {}
-    for c, (name, (signed, e_rows, x_rows, _)) in enumerate(zip(strategies, legs, strict=True)):
-        net = _column_value(orders, close, init_cash[c], c)  # one column at a time: n_rows
-        np.subtract(net, init_cash[c], out=net)  # floats each, not n_rows x strategies
-        net += capital
+    return _Columns(orders, records, close, init_cash, capital, legs, list(strategies))
+
+
+@dataclass
+class _Columns(Mapping):
+    """`_portfolio`'s answer: per strategy name, (net equity, gross equity, trade records),
+    built when asked for. Each curve is n_rows floats: built one strategy at a time and
+    dropped by the caller after its figures, at most one strategy's pair is alive, not
+    n_rows x strategies of them."""
+
+    orders: np.ndarray
+    records: np.ndarray
+    close: np.ndarray
+    init_cash: np.ndarray
+    capital: float
+    legs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    names: list[str]
+
+    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.column(name, gross=True)
+
+    def column(self, name: str, gross: bool) -> tuple[np.ndarray, np.ndarray | None,
+                                                      np.ndarray]:
+        """Net equity, gross equity (None unless `gross`: only a written curve needs it)
+        and the trade records of one strategy."""
+        c = self.names.index(name)
+        signed, e_rows, x_rows, _ = self.legs[c]
+        n_rows = self.close.shape[0]
+        net = _column_value(self.orders, self.close, self.init_cash[c], c)
+        np.subtract(net, self.init_cash[c], out=net)
+        net += self.capital
+        records = self.records[self.records["col"] == c]
+        if not gross:
+            return net, None, records
         held = _step_sums(np.concatenate([e_rows, x_rows]), np.concatenate([signed, -signed]),
                           n_rows)
-        gross = np.empty(n_rows)
-        gross[0] = capital
-        np.cumsum(held[:-1] * dmid, out=gross[1:])
-        gross[1:] += capital
-        out[name] = (net, gross, records[records["col"] == c])
-    return out
+        curve = np.empty(n_rows)
+        curve[0] = self.capital
+        held = held[:-1]
+        held *= np.diff(self.close)
+        np.cumsum(held, out=curve[1:])
+        del held
+        curve[1:] += self.capital
+        return net, curve, records
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def _step_sums(rows: np.ndarray, deltas: np.ndarray, n_rows: int) -> np.ndarray:
@@ -338,11 +382,19 @@ def _column_value(orders: np.ndarray, close: np.ndarray, init_cash: float, c: in
     flow = -signed * mine["price"] - mine["fees"]
     rows = mine["idx"]
     n_rows = close.shape[0]
-    return init_cash + _step_sums(rows, flow, n_rows) + _step_sums(rows, signed, n_rows) * close
+    # init_cash + cash flows + position * close, evaluated in that order (the same floats)
+    # in place: two n_rows arrays at a time, not five.
+    value = _step_sums(rows, flow, n_rows)
+    value += init_cash
+    marked = _step_sums(rows, signed, n_rows)
+    marked *= close
+    value += marked
+    return value
 
 
 def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int,
-                     capital: float) -> StrategyResult:
+                     capital: float, keep_equity: bool = True) -> StrategyResult:
+    """Figures, trades and (with `keep_equity`) the equity frame of one strategy."""
     net_equity, gross_equity, records = equity
     ok = fills.ok
     side = fills.decisions.side[ok].astype(np.int8)
@@ -386,6 +438,8 @@ def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int
         "fees": fee_paid,
         "net_pnl": records["pnl"],
     }).select(ROUND_TRIP_COLUMNS)
+    if not keep_equity:
+        return StrategyResult(trades, None, figures, skipped)
     equity_frame = pl.DataFrame({
         "ts": pl.Series(book.ts[w0:w0 + net_equity.shape[0]]).cast(pl.Datetime("ns", "UTC")),
         "equity": net_equity,
@@ -394,8 +448,14 @@ def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int
     return StrategyResult(trades, equity_frame, figures, skipped)
 
 
-def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) -> BacktestResult:
-    """Backtest predictions (PREDICTION_COLUMNS) against a Book under config."""
+def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig,
+                 release_levels: bool = False) -> BacktestResult:
+    """Backtest predictions (PREDICTION_COLUMNS) against a Book under config.
+
+    With `release_levels` the book's levels are freed once every fill is priced
+    (`Book.release_levels`): the accounting after that marks at the mid only, so a caller
+    done with the book (`backtest_run`) does not hold the levels and the portfolio at once.
+    """
     config.validate()
     arrays = _prediction_arrays(predictions)
     pred_ts = arrays["ts"]
@@ -433,6 +493,15 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
                                                                config.horizon_ns),
                                 config, latency_ns)
     decisions = {name: f.decisions for name, f in fills.items()}
+    latency_curve = []
+    if config.curves:
+        latencies = sorted({k * book.interval_ns for k in config.latency_snapshots} | {latency_ns})
+        for lat in latencies:
+            f = price_decisions(book, decisions["model"], config, lat)
+            latency_curve.append({"latency_ns": int(lat), "latency": format_duration_ns(int(lat)),
+                                  "n_trades": int(f.ok.sum()), "net_pnl": _net_pnl(f)})
+    if release_levels:
+        book.release_levels()  # every fill is priced: from here on, marks at the mid only
 
     w0 = int(max(book.signal_rows(pred_ts[:1])[0], 0))
     last_exit = max((int(f.exit_row[f.ok].max()) for f in fills.values() if f.ok.any()),
@@ -441,8 +510,13 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
     capital = float(config.notional if config.size is None
                     else config.size * np.nanmean(book.mid[w0:w1 + 1]))
     equities = _portfolio(book, fills, w0, w1, capital)
-    results = {name: _strategy_result(name, book, f, equities[name], w0, capital)
+    # Only the model's curves are written (equity.parquet); a comparison row's are summed
+    # into its figures and dropped before the next one is built.
+    results = {name: _strategy_result(name, book, f,
+                                      equities.column(name, gross=name == "model"), w0,
+                                      capital, keep_equity=name == "model")
                for name, f in fills.items()}
+    del equities
 
     model = results.pop("model")
     figures = dict(model.stats)
@@ -450,13 +524,7 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig) 
         edge = figures["gross_pnl_mid"] - figures["spread_cost"]
         levels = sorted({*config.fee_levels_bps, float(config.fee_bps)})
         figures["fee_curve"] = stats.fee_curve(edge, figures["traded_value"], levels)
-        latencies = sorted({k * book.interval_ns for k in config.latency_snapshots} | {latency_ns})
-        curve = []
-        for lat in latencies:
-            f = price_decisions(book, decisions["model"], config, lat)
-            curve.append({"latency_ns": int(lat), "latency": format_duration_ns(int(lat)),
-                          "n_trades": int(f.ok.sum()), "net_pnl": _net_pnl(f)})
-        figures["latency_curve"] = curve
+        figures["latency_curve"] = latency_curve
     figures["baselines"] = {name: r.stats for name, r in results.items()}
 
     from vectorbt._engine import is_rust_available
@@ -489,6 +557,8 @@ def backtest_run(root: Path, run: Run | str, config: BacktestConfig,
     made for.
     """
     config.validate()
+    # A run's arrays are row-sized: freed, they must leave the process, not stay in the heap.
+    map_large_allocations()
     if isinstance(run, str):
         run = load_run(root, run)
     run_dir = run_dir or (runs_dir(root) / run.run_id)
@@ -497,7 +567,7 @@ def backtest_run(root: Path, run: Run | str, config: BacktestConfig,
     book = load_book(root, run.venue, run.symbol, int(ts[0]), int(ts[-1]) + reach,
                      notional=None if config.size else config.notional, size=config.size)
     predictions, decision = _decided_predictions(run, run_dir, root, config, book)
-    result = run_backtest(predictions, book, config)
+    result = run_backtest(predictions, book, config, release_levels=True)
     result.config.update({"run_id": run.run_id, "model": run.info.get("model"),
                           "run_horizon": run.info.get("horizon"),
                           "run_fee_bps": run.info.get("fee_bps"),

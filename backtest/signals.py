@@ -219,9 +219,13 @@ def imbalance_decisions(ts: np.ndarray, imbalance: np.ndarray, n_trades: int,
     known at that row, so the rule itself sees no future.
     """
     ts = np.ascontiguousarray(ts, np.int64)
-    strength = np.nan_to_num(np.abs(imbalance), nan=-1.0)
-    order = np.argsort(-strength, kind="stable").astype(np.int64)
-    order = order[strength[order] > 0]
+    # Strongest first: the stable order of -|imbalance| (NaN last), built in one array.
+    weakness = np.abs(imbalance)
+    np.nan_to_num(weakness, copy=False, nan=-1.0)
+    np.negative(weakness, out=weakness)
+    order = np.argsort(weakness, kind="stable").astype(np.int64, copy=False)
+    order = order[weakness[order] < 0]
+    del weakness
     if n_trades == 0 or order.shape[0] == 0:
         return schedule(ts[:0], np.zeros(0, np.int8), hold_ns)
     rows = _pick_non_overlapping(order, ts, np.int64(hold_ns), n_trades, ts[-1] - hold_ns)
@@ -242,12 +246,22 @@ def oracle_sides(book: Book, ts: np.ndarray, hold_ns: int, latency_ns: int,
     """
     bid, ask = book.touch_prices()
     entry = np.searchsorted(book.ts, ts + latency_ns, side="left")
-    trips = round_trips(book.ts, book.gap, bid, ask, hold_ns, entry)
-    if maker_fee_bps is None:
-        return fee_aware_side(*trips.net(fee_bps))
-    long_gross, short_gross, _, _ = passive_round_trips(bid, ask, entry, trips.exit)
-    cost = (maker_fee_bps + fee_bps) * 1e-4
-    return fee_aware_side(long_gross - cost, short_gross - cost)
+    sides = np.empty(entry.shape[0], np.int8)
+    # Each row's round trip is its own: in chunks of rows, the same sides with a chunk's
+    # worth of temporaries instead of a dozen arrays the length of the predictions.
+    for first in range(0, entry.shape[0], ORACLE_CHUNK_ROWS):
+        rows = slice(first, first + ORACLE_CHUNK_ROWS)
+        trips = round_trips(book.ts, book.gap, bid, ask, hold_ns, entry[rows])
+        if maker_fee_bps is None:
+            sides[rows] = fee_aware_side(*trips.net(fee_bps))
+            continue
+        long_gross, short_gross, _, _ = passive_round_trips(bid, ask, entry[rows], trips.exit)
+        cost = (maker_fee_bps + fee_bps) * 1e-4
+        sides[rows] = fee_aware_side(long_gross - cost, short_gross - cost)
+    return sides
+
+
+ORACLE_CHUNK_ROWS = 1 << 18
 
 
 def oracle_decisions(ts: np.ndarray, sides: np.ndarray, hold_ns: int) -> Decisions:

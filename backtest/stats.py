@@ -32,7 +32,8 @@ def sharpe_ratio(equity: np.ndarray, interval_ns: int, period_ns: int = DAY_NS
     """
     if equity.shape[0] < 3:
         return None
-    returns = np.diff(equity) / equity[:-1]
+    returns = np.diff(equity)
+    returns /= equity[:-1]  # in place: one curve-sized array, not two
     std = returns.std(ddof=1)
     if not np.isfinite(std) or std == 0.0:
         return None
@@ -43,8 +44,10 @@ def max_drawdown(equity: np.ndarray) -> float:
     """Largest fall from a running peak, as a fraction of that peak (0.05 = 5 %)."""
     if equity.shape[0] == 0:
         return 0.0
-    peak = np.maximum.accumulate(equity)
-    return float(np.max(1.0 - equity / peak))
+    fall = np.maximum.accumulate(equity)  # the running peak, then in place the fall
+    np.divide(equity, fall, out=fall)
+    np.subtract(1.0, fall, out=fall)
+    return float(np.max(fall))
 
 
 def break_even_fee_bps(edge_after_spread: float, traded_value: float) -> float | None:

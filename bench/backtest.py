@@ -315,7 +315,7 @@ def product_memory(rows: int, depth: int, baseline: str, baseline_cap_gib: float
         full_book_gib = rows * (depth * 2 * 2 * 8 + 4 * 8) / 2**30
         reports = []
         with baseline_tree(baseline) as tree:
-            for name, code in (("this tree", _HERE.parent), (f"{baseline} (every level)", tree)):
+            for name, code in (("this tree", _HERE.parent), (f"{baseline}'s code", tree)):
                 if code == tree and full_book_gib > baseline_cap_gib:
                     print(f"  {name}: not run, its book alone would hold {full_book_gib:.1f} GiB "
                           f"(over --baseline-cap-gib {baseline_cap_gib:g})")

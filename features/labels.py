@@ -97,8 +97,11 @@ def round_trips(ts: np.ndarray, gap: np.ndarray, bid: np.ndarray, ask: np.ndarra
     target = ts[e] + np.int64(horizon_ns)
     x = np.searchsorted(ts, target, side="left")
     xc = np.minimum(x, n - 1)
-    segment = np.cumsum(np.asarray(gap, bool))  # equal segments: no gap row in (e, x]
-    has_exit = inside & (x < n) & (ts[xc] == target) & (segment[xc] == segment[e])
+    # Equal segments: no gap row in (e, x]. Counted over the rows these round trips span
+    # only, so a chunk of entries costs its span, not the whole book.
+    lo = int(min(e.min(), xc.min())) if e.shape[0] else 0
+    segment = np.cumsum(np.asarray(gap, bool)[lo:int(xc.max(initial=lo)) + 1])
+    has_exit = inside & (x < n) & (ts[xc] == target) & (segment[xc - lo] == segment[e - lo])
     bid = np.asarray(bid, np.float64)
     ask = np.asarray(ask, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -80,3 +80,24 @@ def test_missing_snapshots_are_named(market: Path, hand) -> None:
         part.unlink()
     with pytest.raises(UserError, match="no snapshots for binance-spot BTCUSDT"):
         backtest_run(market, "ok", config())
+
+
+@pytest.mark.parametrize("column", ["venue", "symbol"])
+def test_predictions_of_another_market_are_named(market: Path, column: str) -> None:
+    """One row of another venue or symbol (or none) is enough to refuse the file."""
+    import polars as pl
+
+    from backtest.data import load_run
+
+    path = market / "runs" / "ok" / "predictions.parquet"
+    frame = pl.read_parquet(path)
+    loaded = load_run(market, "ok").predictions
+    assert loaded.columns == list(frame.columns)
+    assert loaded[column].dtype == pl.Categorical
+    assert loaded[column].cast(pl.String).to_list() == frame[column].to_list()
+    for other in ("OTHER", None):
+        values = frame[column].to_list()
+        values[7] = other
+        frame.with_columns(pl.Series(column, values, pl.String)).write_parquet(path)
+        with pytest.raises(UserError, match=f"predictions file {path} holds {column}"):
+            backtest_run(market, "ok", config())

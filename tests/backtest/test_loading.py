@@ -100,16 +100,20 @@ def test_size_keeps_the_levels_of_that_size(depth_root: Path, full_book: Book) -
     np.testing.assert_array_equal(ours.entry_px, full.entry_px)
 
 
+def _random_predictions(book: Book, rng: np.random.Generator) -> pl.DataFrame:
+    """Probabilities on every row but the last 40 (their round trips stay in the book)."""
+    n = len(book) - 40
+    p_up = rng.beta(1.0, 3.0, n)
+    p_down = rng.beta(1.0, 3.0, n) * (1 - p_up)
+    return pl.DataFrame({"ts": book.ts[:n], "venue": VENUE, "symbol": SYMBOL,
+                         "p_down": p_down, "p_flat": 1 - p_up - p_down, "p_up": p_up,
+                         "y": np.zeros(n, np.int8)})
+
+
 def test_the_report_is_the_full_books(depth_root: Path, full_book: Book) -> None:
     """Every figure of a backtest with comparison rows and curves, on the kept levels."""
     kept = load_book(depth_root, VENUE, SYMBOL, 0, 2**62, notional=200_000.0)
-    rng = np.random.default_rng(5)
-    n = len(full_book) - 40
-    p_up = rng.beta(1.0, 3.0, n)
-    p_down = rng.beta(1.0, 3.0, n) * (1 - p_up)
-    predictions = pl.DataFrame({"ts": full_book.ts[:n], "venue": VENUE, "symbol": SYMBOL,
-                                "p_down": p_down, "p_flat": 1 - p_up - p_down, "p_up": p_up,
-                                "y": np.zeros(n, np.int8)})
+    predictions = _random_predictions(full_book, np.random.default_rng(5))
     config = BacktestConfig(fee_bps=2.0, hold_ns=5 * SECOND, horizon_ns=5 * SECOND,
                             notional=200_000.0, threshold=0.4)
     ours, full = run_backtest(predictions, kept, config), run_backtest(predictions, full_book,
@@ -176,3 +180,42 @@ def test_a_truncated_snapshot_file_is_named(depth_root: Path, tmp_path: Path) ->
     for notional in (None, 1_000.0):
         with pytest.raises(UserError, match=f"The snapshot file {part} cannot be read"):
             load_book(broken, VENUE, SYMBOL, 0, 2**62, notional=notional)
+
+
+def test_released_levels_change_no_figure_and_refuse_pricing(depth_root: Path,
+                                                            full_book: Book) -> None:
+    """`backtest_run` frees the levels once every fill is priced: the report is the one of
+    a book kept whole, the comparison rows keep no equity, and pricing afterwards fails."""
+    rng = np.random.default_rng(8)
+    predictions = _random_predictions(full_book, rng)
+    config = BacktestConfig(fee_bps=2.0, hold_ns=5 * SECOND, horizon_ns=5 * SECOND,
+                            notional=50_000.0, threshold=0.4)
+    book = load_book(depth_root, VENUE, SYMBOL, 0, 2**62, notional=50_000.0)
+    kept = run_backtest(predictions, full_book, config)
+    released = run_backtest(predictions, book, config, release_levels=True)
+    assert kept.stats["n_trades"] > 20 and kept.stats["latency_curve"]
+    assert released.stats == kept.stats
+    assert released.trades.equals(kept.trades)
+    assert released.equity.equals(kept.equity)
+    assert {name: r.equity for name, r in released.baselines.items()} == dict.fromkeys(
+        ("random", "imbalance_l1", "oracle"))
+    assert book.levels_released and not full_book.levels_released
+    decisions = random_decisions(book.ts[:-20], 5, 5 * SECOND, rng)
+    with pytest.raises(ValueError, match="levels were released"):
+        price_decisions(book, decisions, config, INTERVAL)
+
+
+@pytest.mark.parametrize("maker", [False, True], ids=["taker", "maker"])
+def test_the_oracle_in_chunks_is_the_oracle_of_all_rows(full_book: Book, maker: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oracle's round trips are priced a chunk of rows at a time: chunks of 7 rows
+    give the sides one chunk gives, on the real book."""
+    from backtest import signals
+
+    ts = full_book.ts[:-10] + 3  # between snapshots: the entry is the next one
+    one = signals.oracle_sides(full_book, ts, 5 * SECOND, INTERVAL, 1.0, 0.5 if maker else None)
+    monkeypatch.setattr(signals, "ORACLE_CHUNK_ROWS", 7)
+    chunked = signals.oracle_sides(full_book, ts, 5 * SECOND, INTERVAL, 1.0,
+                                   0.5 if maker else None)
+    assert len(ts) > 7 * 100 and (one != 0).sum() > 50
+    np.testing.assert_array_equal(chunked, one)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from features.build import partition_features
 from features.definitions import FeatureConfig
-from features.labels import fee_aware_labels
+from features.labels import fee_aware_labels, round_trips
 
 S = 1_000_000_000
 T0 = 1_723_161_600 * S
@@ -113,6 +113,32 @@ def test_fee_aware_labels_equal_a_brute_force_loop(books, rows, n, fee_bps):
     ).with_columns(((pl.col("best_bid") + pl.col("best_ask")) / 2).alias("mid")).collect()
     labels = fee_aware_labels(book, [n * S], S, fee_bps)
     assert labels[f"y_{n}s"].to_list() == brute_force_labels(rows, n, fee_bps)
+
+
+@FAST
+@given(n=st.integers(1, 40), seed=st.integers(0, 2**16), horizon=st.integers(1, 4),
+       chunk=st.integers(1, 9))
+def test_round_trips_of_a_chunk_of_entries_are_the_whole_books(n, seed, horizon, chunk):
+    """The oracle prices its entries chunk by chunk: any run of entry rows (unsorted,
+    repeated, past the data) gets the round trips the whole book gives them, gaps, holes
+    in the grid and empty sides included."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.cumsum(rng.choice([1, 1, 1, 2], n)) * S  # a hole now and then
+    gap = rng.random(n) < 0.15
+    bid = 100 + rng.integers(-3, 4, n) * 0.5
+    ask = bid + 0.5
+    bid[rng.random(n) < 0.1] = np.nan
+    whole = round_trips(ts, gap, bid, ask, horizon * S)
+    entry = rng.integers(0, n + 2, 3 * n)  # some past the data
+    for first in range(0, entry.shape[0], chunk):
+        rows = entry[first:first + chunk]
+        part = round_trips(ts, gap, bid, ask, horizon * S, rows)
+        inside = np.minimum(rows, n - 1)
+        expected_exit = np.where(rows < n, whole.exit[inside], -1)
+        np.testing.assert_array_equal(part.exit, expected_exit)
+        for name in ("long_gross", "short_gross"):
+            expected = np.where(rows < n, getattr(whole, name)[inside], np.nan)
+            np.testing.assert_array_equal(getattr(part, name), expected)
 
 
 # ---------------------------------------------------------------- leakage
