@@ -103,8 +103,9 @@ def test_a_restart_after_sigkill_recovers_the_partial_capture_and_removes_debris
 
 
 def soak(processes: list, captures: list[Path], data_dir: Path, loops: int,
-         min_messages: int, queue_size: int, outrun: bool = True) -> tuple[int, list[float]]:
-    """Messages as fast as the daemon reads them; returns messages and RSS samples (MiB)."""
+         min_messages: int, queue_size: int) -> tuple[int, list[float], int]:
+    """Messages as fast as the daemon reads them; returns messages, RSS samples (MiB) and
+    how often a receiver found the queue full and waited."""
     emulator = Emulator(captures, "--speed", "0", "--loop", str(loops))
     processes.append(emulator)
     daemon = Daemon(data_dir, "--venue", "binance-spot", "--symbol", "BTCUSDT", "--symbol",
@@ -131,16 +132,14 @@ def soak(processes: list, captures: list[Path], data_dir: Path, loops: int,
     messages = int(metrics["bookcast_messages_total"])
     assert stop_in_time(daemon) == 0
     assert messages >= min_messages
-    # the feed outran the daemon, which waited instead of dropping: the only gaps are
+    # where the feed outran the daemon, it waited instead of dropping: the only gaps are
     # the joins between loops, at most one per symbol per join (when the emulator is a
     # loop ahead, one newer snapshot can cover two joins), nothing was lost silently
-    if outrun:
-        assert metrics["bookcast_backpressure_events_total"] > 0
     assert 0 < metrics["bookcast_gaps_total"] <= 2 * (loops - 1)
     # with the bookTicker stream on, every rebuilt book was cross-checked and agreed
     assert metrics["bookcast_top_of_book_checks_total"] > 0
     assert metrics["bookcast_top_of_book_mismatches_total"] == 0
-    return messages, rss
+    return messages, rss, int(metrics["bookcast_backpressure_events_total"])
 
 
 def assert_flat(rss: list[float], slack_mib: float = 0.0) -> None:
@@ -155,12 +154,16 @@ def assert_flat(rss: list[float], slack_mib: float = 0.0) -> None:
 
 def test_short_soak_keeps_memory_flat(processes: list, slices: dict[str, Path],
                                       tmp_path: Path) -> None:
-    _, rss = soak(processes, [slices["btc-spot"], slices["eth-spot"]], tmp_path / "data",
-                  loops=5, min_messages=100_000, queue_size=1000)
+    _, rss, waited = soak(processes, [slices["btc-spot"], slices["eth-spot"]],
+                          tmp_path / "data", loops=5, min_messages=100_000, queue_size=1000)
     # 100k messages take seconds: glibc arenas and the writer thread's buffers step up by
     # ~10-25 MiB in that time on a loaded machine; a leak of the messages would be ~100 MiB
     # (the million-message soak, marked slow, holds the 10 % line without slack)
     assert_flat(rss, slack_mib=32)
+    if waited == 0:  # the emulator's share of a busy machine decides whether it outruns
+        pytest.skip("memory stayed flat, but the feed never outran the daemon on this busy "
+                    "machine, so waiting on a full queue was not exercised here "
+                    "(tests/daemon/test_record_queue.py checks the wait in process)")
 
 
 @pytest.mark.slow
@@ -169,6 +172,6 @@ def test_million_message_soak_keeps_memory_flat(processes: list, captures_dir: P
     captures = [captures_dir / "binance-spot/btcusdt_20240808-09.jsonl.gz",
                 captures_dir / "binance-spot/ethusdt_20240808-09.jsonl.gz"]
     # with a queue this deep the daemon may keep up with the emulator: no backpressure
-    _, rss = soak(processes, captures, tmp_path / "data", loops=6, min_messages=1_000_000,
-                  queue_size=10_000, outrun=False)
+    _, rss, _ = soak(processes, captures, tmp_path / "data", loops=6, min_messages=1_000_000,
+                     queue_size=10_000)
     assert_flat(rss)
