@@ -142,6 +142,8 @@ def _panels(cols: Sequence[Column], cells: list[list[str]], width: int,
         used += need
     if current:
         panels.append(current)
+    if not panels:  # only key columns, together wider than the page: nothing to split
+        return None
     return [[*range(keys), *panel] for panel in panels]
 
 

@@ -49,6 +49,17 @@ def test_every_cell_appears_whole_and_no_line_passes_the_width(n_cols, n_rows, w
                 assert any(cell in t for t in tokens)
 
 
+def test_a_table_of_key_columns_wider_than_the_page_still_shows_its_cells():
+    # found by the property above: one column whose cell is wider than the page printed
+    # the title and nothing else
+    run_id = "20261127T055700Z-aaaaaaa-000000"
+    text = render_table([Column("run")], [[run_id]], title="runs", width=30)
+    assert any(run_id in line for line in text.splitlines())
+    text = render_table([Column("symbol"), Column("run")], [["BTCUSDT", run_id]], width=30,
+                        keys=2)
+    assert "BTCUSDT" in text and run_id in text
+
+
 def test_a_wide_table_at_100_columns_splits_into_panels_that_repeat_the_key_columns():
     rows = [["BTCUSDT", "lightgbm", "70", "-12.31", "-239.55", "140.00", "-391.86",
              "[-2.11, -1.80]", "3.21", "loses"],
