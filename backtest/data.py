@@ -51,6 +51,20 @@ class Book:
         """The row each signal saw: the last snapshot at or before its time."""
         return np.searchsorted(self.ts, ts, side="right") - 1
 
+    def mean_move_bps(self, ts: np.ndarray, horizon_ns: int) -> float:
+        """The mid's mean move over one horizon from the times `ts` (those whose horizon
+        ends inside the book), bps: what holding a long for the horizon earned on average
+        from the market's drift alone, whatever the forecast."""
+        ts = np.asarray(ts, np.int64)
+        start = self.signal_rows(ts)
+        inside = (start >= 0) & (ts + horizon_ns <= self.ts[-1])
+        m0 = self.mid[start[inside]]
+        m1 = self.mid[self.signal_rows(ts[inside] + horizon_ns)]
+        good = np.isfinite(m0) & np.isfinite(m1) & (m0 > 0)
+        if not good.any():
+            return 0.0
+        return float(np.mean(m1[good] / m0[good] - 1.0) * 1e4)
+
     def touch_prices(self) -> tuple[np.ndarray, np.ndarray]:
         """Best bid and best ask prices per row (NaN where a side is empty)."""
         return (_first_level(self.bid_px, self.bid_off), _first_level(self.ask_px, self.ask_off))

@@ -393,7 +393,8 @@ def _column_value(orders: np.ndarray, close: np.ndarray, init_cash: float, c: in
 
 
 def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int,
-                     capital: float, keep_equity: bool = True) -> StrategyResult:
+                     capital: float, keep_equity: bool = True, drift_bps: float = 0.0,
+                     ) -> StrategyResult:
     """Figures, trades and (with `keep_equity`) the equity frame of one strategy."""
     net_equity, gross_equity, records = equity
     ok = fills.ok
@@ -415,7 +416,7 @@ def _strategy_result(name: str, book: Book, fills: Fills, equity: tuple, w0: int
     exit_mid = book.mid[exit_row]
     figures = stats.summarize(side.astype(np.float64), qty, entry_px, exit_px, entry_mid,
                               exit_mid, fee_paid, net_equity, capital, book.interval_ns,
-                              book.ts[entry_row], book.ts[exit_row])
+                              book.ts[entry_row], book.ts[exit_row], drift_bps)
     np.testing.assert_allclose(figures["net_pnl"], float(records["pnl"].sum()),
                                rtol=1e-9, atol=1e-6)
     skipped = {FILL_STATUS_NAMES[s]: int((fills.status == s).sum())
@@ -509,12 +510,14 @@ def run_backtest(predictions: pl.DataFrame, book: Book, config: BacktestConfig,
     w1 = max(int(book.signal_rows(pred_ts[-1:])[0]), last_exit)
     capital = float(config.notional if config.size is None
                     else config.size * np.nanmean(book.mid[w0:w1 + 1]))
+    drift_bps = book.mean_move_bps(pred_ts, baseline_hold)
     equities = _portfolio(book, fills, w0, w1, capital)
     # Only the model's curves are written (equity.parquet); a comparison row's are summed
     # into its figures and dropped before the next one is built.
     results = {name: _strategy_result(name, book, f,
                                       equities.column(name, gross=name == "model"), w0,
-                                      capital, keep_equity=name == "model")
+                                      capital, keep_equity=name == "model",
+                                      drift_bps=drift_bps)
                for name, f in fills.items()}
     del equities
 

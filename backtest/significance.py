@@ -14,12 +14,24 @@ Below MIN_TRADES trades, or when the trades span less than MIN_SPAN_NS (a burst 
 minute says little about the hours around it), no interval is given and the word is
 `inconclusive`, with the sample a verdict would need: at least the minimum, more when the
 interval the trades would have (not shown) says the minimum would not decide it.
+
+`pays` also needs the strategy to beat the market's drift: each trade's net minus what
+the mid's mean move over the horizon (across the period judged) gave its side must have a
+lower bound above zero too. A forecast that is short all through a falling market earns
+the fall, not an edge; its row is `inconclusive`, flagged `drift_only` (on the no-signal
+simulation one seed in five said `pays` for exactly that before this rule).
+
+A verdict judges many rows at once (strategies x horizons x fees x executions), and at
+95 % one row in forty clears zero by chance. So `bookcast verdict` keeps a `pays` only
+where it survives Holm's step-down correction over every row of the symbol that has an
+interval (`holm_keeps`, family-wise error 2.5 % one-sided, the interval's own side), each
+row's p-value the batch-means t test behind its `pays` (`pays_p_value`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,6 +65,37 @@ def batch_means_interval(values: np.ndarray, level: float = LEVEL) -> list[float
     return [centre - float(half), centre + float(half)]
 
 
+def pays_p_value(values: np.ndarray) -> float | None:
+    """One-sided p-value of "the mean is not above zero" from the batch-means t statistic
+    the interval is built on (module docstring); None with fewer values than batches."""
+    from scipy import stats
+
+    values = np.asarray(values, np.float64)
+    n = values.shape[0]
+    k = batch_count(n)
+    if n < k:
+        return None
+    edges = np.round(np.linspace(0, n, k + 1)).astype(np.int64)
+    means = np.add.reduceat(values, edges[:-1]) / np.diff(edges)
+    se = means.std(ddof=1) / math.sqrt(k)
+    mean = float(values.mean())
+    if not se > 0:
+        return 0.0 if mean > 0 else 1.0
+    return float(stats.t.sf(mean / se, k - 1))
+
+
+def holm_keeps(p_values: list[float], alpha: float = (1.0 - LEVEL) / 2.0) -> list[bool]:
+    """Holm's step-down: which hypotheses stay rejected with family-wise error `alpha`."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    keep = [False] * len(p_values)
+    m = len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (m - rank):
+            break
+        keep[i] = True
+    return keep
+
+
 def enough_sample(n_trades: int, span_ns: int) -> bool:
     """The smallest sample for which the interval's coverage was measured."""
     return n_trades >= MIN_TRADES and span_ns >= MIN_SPAN_NS
@@ -77,6 +120,11 @@ class Judgement:
     # True when the need is only the minimum sample: too few trades to say whether the
     # minimum would settle it, so it is a lower bound, not an estimate.
     at_least: bool = False
+    # True when the trades paid, but no more than the market's drift paid their sides.
+    drift_only: bool = False
+    # One-sided p-value of "the mean is not above zero" behind the word (the larger of the
+    # net's and the excess over the drift's), None below the minimum sample.
+    p_value: float | None = None
 
     def need_text(self) -> str:
         if self.trades_needed is None:
@@ -126,13 +174,25 @@ def _trades_to_decide(n_trades: int, mean: float | None, ci: list[float] | None)
     return math.ceil(n_trades * (half / abs(mean)) ** 2)
 
 
-def judge_trades(values: np.ndarray, span_ns: int) -> tuple[list[float] | None, Judgement]:
+def judge_trades(values: np.ndarray, span_ns: int, drift: np.ndarray | None = None,
+                 ) -> tuple[list[float] | None, Judgement]:
     """The interval of the mean of chronologically ordered per-trade values (None below
-    the minimum sample) and the verdict it gives."""
+    the minimum sample) and the verdict it gives. `drift`, per trade in the units of
+    `values`, is what the market's mean move gave that trade's side: a `pays` that does
+    not survive subtracting it is `inconclusive` (`drift_only`), with the trades a verdict
+    on the edge beyond the drift would need."""
     values = np.asarray(values, np.float64)
     n = int(values.shape[0])
     if n == 0:
         return None, judge(0, span_ns, None, None)
     ci = trade_interval(values, span_ns)
     provisional = batch_means_interval(values) if ci is None else None
-    return ci, judge(n, span_ns, float(values.mean()), ci, provisional)
+    judgement = judge(n, span_ns, float(values.mean()), ci, provisional)
+    p_value = None if ci is None else pays_p_value(values)
+    if judgement.word == "pays" and drift is not None:
+        excess = values - np.asarray(drift, np.float64)
+        beyond = judge(n, span_ns, float(excess.mean()), trade_interval(excess, span_ns))
+        if beyond.word != "pays":
+            judgement = replace(beyond, word="inconclusive", drift_only=True)
+        p_value = max(p_value, pays_p_value(excess))
+    return ci, replace(judgement, p_value=p_value)

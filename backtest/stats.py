@@ -67,10 +67,13 @@ def fee_curve(edge_after_spread: float, traded_value: float,
 def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: np.ndarray,
               entry_mid: np.ndarray, exit_mid: np.ndarray, fees: np.ndarray,
               equity: np.ndarray, capital: float, interval_ns: int,
-              entry_ts: np.ndarray, exit_ts: np.ndarray) -> dict[str, Any]:
+              entry_ts: np.ndarray, exit_ts: np.ndarray, drift_bps: float = 0.0,
+              ) -> dict[str, Any]:
     """The STATS_KEYS figures (and a few more) of one strategy's round trips, in time
     order. The interval and the verdict word are null / `inconclusive` below the minimum
-    sample (`backtest.significance`); Sharpe is per day, annualised only with a day."""
+    sample (`backtest.significance`), and `pays` must beat `drift_bps` (the mid's mean move
+    over the horizon in the period judged) given to each trade's side; Sharpe is per day,
+    annualised only with a day."""
     gross = side * qty * (exit_mid - entry_mid)
     at_fill = side * qty * (exit_px - entry_px)
     net = at_fill - fees
@@ -83,7 +86,7 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
     n = int(side.shape[0])
     span_ns = int(exit_ts.max() - entry_ts.min()) if n else 0
     curve_ns = int(max(equity.shape[0] - 1, 0) * interval_ns)
-    ci, judgement = judge_trades(net, span_ns)
+    ci, judgement = judge_trades(net, span_ns, drift=side * qty * entry_mid * drift_bps * 1e-4)
     mean = float(net.mean()) if n else None
     entry_value = qty * entry_px
     net_bps = net / entry_value * 1e4 if n else net
@@ -107,6 +110,8 @@ def summarize(side: np.ndarray, qty: np.ndarray, entry_px: np.ndarray, exit_px: 
         "net_bps_per_trade_ci95": trade_interval(net_bps, span_ns),
         "span_ns": span_ns,
         "verdict": judgement.word,
+        "verdict_drift_only": judgement.drift_only,
+        "drift_bps_per_horizon": float(drift_bps),
         "verdict_needs": ({"trades": judgement.trades_needed, "hours": judgement.hours_needed,
                            "at_least": judgement.at_least}
                           if judgement.trades_needed is not None else None),

@@ -38,7 +38,7 @@ from backtest import signals
 from backtest.data import Book, load_book
 from backtest.decide import RunContext, load_context
 from backtest.engine import BacktestConfig, Fills, matched_random, price_decisions
-from backtest.significance import HOUR_NS, MIN_SPAN_NS, MIN_TRADES, judge_trades
+from backtest.significance import HOUR_NS, MIN_SPAN_NS, MIN_TRADES, holm_keeps, judge_trades
 from bookcast import terminal
 from bookcast.errors import UserError
 from bookcast.fees import DEFAULT_PRESET_FOR_VENUE, fee_preset
@@ -97,22 +97,25 @@ class Priced:
     def __len__(self) -> int:
         return int(self.side.shape[0])
 
-    def row(self, fee_bps: float) -> dict[str, Any]:
+    def row(self, fee_bps: float, drift_bps: float = 0.0) -> dict[str, Any]:
         """n_trades, net_bps_per_trade, ci95, break_even_fee_bps and the verdict at a fee
-        per side on both legs; also the span and what an inconclusive row would need."""
+        per side on both legs (`pays` beating `drift_bps`, the mid's mean move over the
+        horizon, given to each trade's side); also the span and what an inconclusive row
+        would need."""
         n = len(self)
         if n == 0:
             return {"n_trades": 0, "net_bps_per_trade": None, "ci95": None,
                     "break_even_fee_bps": None, "verdict": "no trades", "span_ns": 0,
-                    "needs": None}
+                    "needs": None, "drift_only": False, "p_value": None}
         at_fill = self.side * self.qty * (self.exit_px - self.entry_px)
         traded = self.qty * (self.entry_px + self.exit_px)
         net_bps = (at_fill - fee_bps * 1e-4 * traded) / (self.qty * self.entry_px) * 1e4
         span = int(self.exit_ts.max() - self.entry_ts.min())
-        ci, judgement = judge_trades(net_bps, span)
+        ci, judgement = judge_trades(net_bps, span, drift=self.side * drift_bps)
         return {"n_trades": n, "net_bps_per_trade": float(net_bps.mean()), "ci95": ci,
                 "break_even_fee_bps": float(at_fill.sum() / traded.sum() * 1e4),
-                "verdict": judgement.word, "span_ns": span,
+                "verdict": judgement.word, "span_ns": span, "drift_only": judgement.drift_only,
+                "p_value": judgement.p_value,
                 "needs": (None if judgement.trades_needed is None else
                           {"trades": judgement.trades_needed,
                            "test_hours": judgement.hours_needed,
@@ -197,6 +200,9 @@ class SymbolSummary:
     # The rows' `symbol`: the symbol, or "<venue> <symbol>" when the same symbol was
     # trained on more than one venue (spot and perpetual BTCUSDT are different markets).
     label: str = ""
+    # horizon -> the mid's mean move over it across the test split, bps: what the market's
+    # drift gave a long held that long, whatever the forecast
+    drift_bps: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,6 +212,8 @@ class VerdictReport:
     symbols: list[SymbolSummary]
     json_path: Path
     png_path: Path | None
+    drift_only: list[dict[str, Any]] = field(default_factory=list)
+    not_after_correction: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
@@ -225,6 +233,8 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
         by_symbol.setdefault((info["venue"], info["symbol"]), []).append(run_dir)
     rows: list[dict[str, Any]] = []
     needs: list[dict[str, Any]] = []
+    drift_only: list[dict[str, Any]] = []
+    by_chance: list[dict[str, Any]] = []
     summaries: list[SymbolSummary] = []
     items: Iterable = by_symbol.items()
     if progress:
@@ -234,6 +244,11 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
         label = name if venues[name] == 1 else f"{venue} {name}"
         symbol_rows, summary = judge_symbol(root, venue, name, run_dirs, notional, label)
         for row in symbol_rows:
+            if row["drift_only"]:
+                drift_only.append({k: row[k] for k in ROW_KEYS})
+            if row["not_after_correction"]:
+                by_chance.append({k: row[k] for k in ROW_KEYS}
+                                 | {"p_value": row["p_value"], "family_size": row["family_size"]})
             if row["needs"] is not None:
                 test_hours = row["needs"]["test_hours"]
                 needs.append({k: row[k] for k in ("symbol", "strategy", "horizon", "fee_bps",
@@ -241,6 +256,7 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
                              | {"trades_needed": row["needs"]["trades"],
                                 "trades_needed_at_least": row["needs"]["at_least"],
                                 "test_hours_needed": test_hours,
+                                "beyond_drift": row["drift_only"],
                                 "recorded_hours_needed": (None if test_hours is None else
                                                           test_hours / summary.test_share)})
             rows.append({k: row[k] for k in ROW_KEYS})
@@ -255,6 +271,12 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
                            "interval": "batch means, t, 95 %",
                            "coverage": "docs/backtest.md (tests/backtest/test_coverage.py)"},
         "needs": needs,
+        # rows whose trades paid, but no more than the market's drift paid their sides
+        # (`inconclusive`; backtest.significance)
+        "drift_only": drift_only,
+        # rows whose interval clears zero but not Holm's correction over the rows judged
+        # with them (`inconclusive`)
+        "not_after_correction": by_chance,
         "symbols": [summary.__dict__ for summary in summaries],
         "heatmap": None if png is None else str(png.name),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -263,7 +285,7 @@ def run_verdict(root: Path, symbol: str | None = None, progress: bool = False,
     tmp = out / f".{VERDICT_FILE}.tmp"
     tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
     os.replace(tmp, path)
-    return VerdictReport(rows, needs, summaries, path, png)
+    return VerdictReport(rows, needs, summaries, path, png, drift_only, by_chance)
 
 
 def _json_default(value: Any) -> Any:
@@ -292,10 +314,12 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
     for c in contexts:
         by_horizon.setdefault(c.data.horizon_ns, []).append(c)
     frontier: dict[str, dict[str, float | None]] = {e: {} for e in EXECUTIONS}
+    summary_drift: dict[str, float] = {}
     for horizon_ns in sorted(by_horizon):
         group = by_horizon[horizon_ns]
         horizon = format_duration_ns(horizon_ns)
         test_ts = group[0].data.ts[group[0].splits.test]
+        drift = book.mean_move_bps(test_ts, horizon_ns)
         for execution in EXECUTIONS:
             for fee in fees:
                 cell = {"symbol": label, "horizon": horizon, "fee_bps": float(fee),
@@ -303,20 +327,22 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
                 for c in group:
                     ts, side = c.decide("model", fee, execution)
                     model = pricer.signal(ts, side, execution, horizon_ns)
-                    rows.append(cell | {"strategy": c.meta["model"]} | model.row(fee))
+                    rows.append(cell | {"strategy": c.meta["model"]} | model.row(fee, drift))
                     random = pricer.random_like(model, ts, execution, horizon_ns,
                                                 seed=int(c.config.seed))
                     rows.append(cell | {"strategy": f"random ({c.meta['model']})"}
-                                | random.row(fee))
+                                | random.row(fee, drift))
                 ts, side = group[0].decide("imbalance_rule", fee, execution)
                 rows.append(cell | {"strategy": IMBALANCE}
-                            | pricer.signal(ts, side, execution, horizon_ns).row(fee))
+                            | pricer.signal(ts, side, execution, horizon_ns).row(fee, drift))
                 oracle = signals.oracle_sides(book, test_ts, horizon_ns, pricer.latency_ns, fee,
                                               fee if execution == "maker" else None)
                 priced = pricer.signal(test_ts, oracle, execution, horizon_ns)
-                rows.append(cell | {"strategy": ORACLE} | priced.row(fee))
+                rows.append(cell | {"strategy": ORACLE} | priced.row(fee, drift))
                 if fee == 0.0:
                     frontier[execution][horizon] = priced.row(0.0)["break_even_fee_bps"]
+                    summary_drift[horizon] = drift
+    correct_for_many(rows)
     test_spans = [float(c.data.ts[c.splits.test[-1]] - c.data.ts[c.splits.test[0]])
                   for c in contexts]
     summary = SymbolSummary(
@@ -324,8 +350,23 @@ def judge_symbol(root: Path, venue: str, symbol: str, run_dirs: list[Path],
         horizons=[format_duration_ns(h) for h in sorted(by_horizon)],
         test_hours=max(test_spans) / HOUR_NS,
         test_share=float(contexts[0].config.fractions[2]),
-        runs=[c.meta["run_id"] for c in contexts], frontier=frontier, label=label)
+        runs=[c.meta["run_id"] for c in contexts], frontier=frontier, label=label,
+        drift_bps=summary_drift)
     return rows, summary
+
+
+def correct_for_many(rows: list[dict[str, Any]]) -> None:
+    """A `pays` stays only where it survives Holm's correction over every row with an
+    interval (`backtest.significance.holm_keeps`); the others become `inconclusive`,
+    flagged `not_after_correction`."""
+    family = [r for r in rows if r["p_value"] is not None]
+    for row, kept in zip(family, holm_keeps([r["p_value"] for r in family]), strict=True):
+        row["not_after_correction"] = row["verdict"] == "pays" and not kept
+        if row["not_after_correction"]:
+            row["verdict"] = "inconclusive"
+    for row in rows:
+        row.setdefault("not_after_correction", False)
+        row["family_size"] = len(family)
 
 
 # ---------------------------------------------------------------- printing
@@ -373,8 +414,22 @@ def print_verdict(report: VerdictReport, file: IO[str] | None = None) -> None:
             say(f"Oracle break-even fee per side (taker, every move that beats the spread): "
                 f"{frontier} bps.")
         say(_conclusion(summary, rows, report.needs))
+        drifted = [r for r in report.drift_only if r["symbol"] == summary.label]
+        if drifted:
+            moves = ", ".join(f"{h} {v:+.2f}" for h, v in summary.drift_bps.items())
+            say(f"{len(drifted)} row(s) paid no more than the market's drift paid their sides "
+                f"(the mid's mean move over the test split: {moves} bps): marked "
+                f"inconclusive, listed under drift_only in the JSON.")
+        chance = [r for r in report.not_after_correction if r["symbol"] == summary.label]
+        if chance:
+            say(f"{len(chance)} row(s) whose 95 % interval clears zero did not survive Holm's "
+                f"correction over the {chance[0]['family_size']} rows judged here (one in "
+                f"forty clears it by chance): marked inconclusive, listed under "
+                f"not_after_correction in the JSON.")
         out.write("\n")
-    say(f"Marks: P pays, L loses (95 % interval above / below zero), ? inconclusive, "
+    say(f"Marks: P pays (95 % interval above zero, also beyond the market's drift, and "
+        f"surviving Holm's correction over the rows judged), L loses (interval below zero), "
+        f"? inconclusive, "
         f"{MARKS['no trades']} no trades. A verdict needs at least {MIN_TRADES} trades over "
         f"{MIN_SPAN_NS // 60_000_000_000} minutes.")
     say(f"written to {report.json_path}"
