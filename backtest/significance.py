@@ -54,15 +54,24 @@ def batch_means_interval(values: np.ndarray, level: float = LEVEL) -> list[float
     from scipy import stats
 
     values = np.asarray(values, np.float64)
+    means = _batch_means(values)
+    if means is None:
+        return None
+    k = means.shape[0]
+    half = stats.t.ppf(0.5 + level / 2.0, k - 1) * means.std(ddof=1) / math.sqrt(k)
+    centre = float(values.mean())
+    return [centre - float(half), centre + float(half)]
+
+
+def _batch_means(values: np.ndarray) -> np.ndarray | None:
+    """The means of the `batch_count` consecutive near-equal batches; None with fewer
+    values than batches."""
     n = values.shape[0]
     k = batch_count(n)
     if n < k:
         return None
     edges = np.round(np.linspace(0, n, k + 1)).astype(np.int64)
-    means = np.add.reduceat(values, edges[:-1]) / np.diff(edges)
-    half = stats.t.ppf(0.5 + level / 2.0, k - 1) * means.std(ddof=1) / math.sqrt(k)
-    centre = float(values.mean())
-    return [centre - float(half), centre + float(half)]
+    return np.add.reduceat(values, edges[:-1]) / np.diff(edges)
 
 
 def pays_p_value(values: np.ndarray) -> float | None:
@@ -71,12 +80,10 @@ def pays_p_value(values: np.ndarray) -> float | None:
     from scipy import stats
 
     values = np.asarray(values, np.float64)
-    n = values.shape[0]
-    k = batch_count(n)
-    if n < k:
+    means = _batch_means(values)
+    if means is None:
         return None
-    edges = np.round(np.linspace(0, n, k + 1)).astype(np.int64)
-    means = np.add.reduceat(values, edges[:-1]) / np.diff(edges)
+    k = means.shape[0]
     se = means.std(ddof=1) / math.sqrt(k)
     mean = float(values.mean())
     if not se > 0:
