@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,13 +87,24 @@ def run_demo(cfg: DemoConfig) -> list[dict[str, Any]]:
     else:
         venue, symbols = cfg.venue, list(cfg.symbols)
         from collector.simulator import preset_for, simulate_captures
+        from collector.simulator.simulate import session_groups
 
         out = root / "captures"
         step(cfg, 1, total, f"simulate {cfg.hours:g} h of {', '.join(cfg.symbols)}",
              f"bookcast simulate --hours {cfg.hours:g} --symbols {','.join(cfg.symbols)} "
              f"--seed {cfg.seed} --out {out}")
-        simulate_captures(venue, [preset_for(venue, s) for s in cfg.symbols], "default",
-                          cfg.hours, cfg.seed, out, progress=True)
+        # Sessions are independent (one random stream per symbol), so the later ones run
+        # as the real `bookcast simulate` in a child process beside the first: same files.
+        first, *later = session_groups(venue, list(cfg.symbols))
+        others = [s for group in later for s in group]
+        with background_simulation(venue, others, cfg.hours, cfg.seed, out) as beside:
+            if beside is not None:
+                console.print(f"  [dim]({', '.join(others)} in a second process beside "
+                              f"it)[/dim]")
+            simulate_captures(venue, [preset_for(venue, s) for s in first], "default",
+                              cfg.hours, cfg.seed, out, progress=True)
+            if beside is not None:
+                beside.result()
         captures = sorted((out / venue).glob("*.jsonl.gz"))
 
     # 3. replay, started first: the real `bookcast replay` runs in its own process while
@@ -208,27 +219,28 @@ def capture_market(captures: list[Path]) -> tuple[str, list[str]]:
     return venue, symbols
 
 
-class BackgroundReplay:
-    """`bookcast replay` in a child process, its output in files read when needed."""
+class BackgroundCommand:
+    """A bookcast command in a child process, its output in files read when needed."""
 
-    def __init__(self, args: list[str], out: Any, err: Any) -> None:
-        self.out, self.err = out, err
+    def __init__(self, args: list[str], out: Any, err: Any, what: str) -> None:
+        self.out, self.err, self.what = out, err, what
         self.proc = subprocess.Popen(args, stdout=out, stderr=err, text=True)
 
     def result(self) -> str:
-        """Wait for the replay; its summary table, or its own sentence as the demo's error."""
+        """Wait for the command; its output, or its own sentence as the demo's error."""
         rc = self.proc.wait()
         self.out.seek(0)
         self.err.seek(0)
         out, err = self.out.read(), self.err.read()
         if rc != 0:
             last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), f"exit {rc}")
-            raise UserError(f"The replay of the captures failed: {last.removeprefix('error: ')}")
+            raise UserError(f"The {self.what} failed: {last.removeprefix('error: ')}")
         return out.rstrip()
 
     def stop(self) -> None:
-        """Stop a replay still running (the demo was interrupted or failed) with SIGTERM,
-        which `bookcast replay` answers by leaving only whole files."""
+        """Stop a command still running (the demo was interrupted or failed) with SIGTERM,
+        which `bookcast replay` and `bookcast simulate` answer by leaving only whole
+        files."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -239,20 +251,36 @@ class BackgroundReplay:
 
 
 @contextmanager
-def background_replay(captures: list[Path], venue: str, root: Path,
-                      interval: str) -> Iterator[BackgroundReplay]:
+def background_command(args: list[str], what: str) -> Iterator[BackgroundCommand]:
+    """`bookcast ARGS` in a child process for the block; stopped (SIGTERM) if still running
+    when the block ends, before the demo says anything of an interrupt."""
     import sys
     import tempfile
 
-    args = [sys.executable, "-m", "bookcast", "replay", *map(str, captures), "--venue", venue,
-            "--data-dir", str(root), "--interval", interval, "--depth", "100", "--quiet"]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        replay = BackgroundReplay(args, out, err)
+        command = BackgroundCommand([sys.executable, "-m", "bookcast", *args], out, err, what)
         try:
-            yield replay
+            yield command
         finally:
             with interrupts.shielded():  # the child stops before the demo says it has
-                replay.stop()
+                command.stop()
+
+
+def background_replay(captures: list[Path], venue: str, root: Path,
+                      interval: str) -> AbstractContextManager[BackgroundCommand]:
+    return background_command(["replay", *map(str, captures), "--venue", venue,
+                               "--data-dir", str(root), "--interval", interval,
+                               "--depth", "100", "--quiet"], "replay of the captures")
+
+
+def background_simulation(venue: str, symbols: list[str], hours: float, seed: int,
+                          out: Path) -> AbstractContextManager[BackgroundCommand | None]:
+    """`bookcast simulate` of `symbols` beside the demo's own (None when there are none)."""
+    if not symbols:
+        return nullcontext()
+    return background_command(["simulate", "--venue", venue, "--symbols", ",".join(symbols),
+                               "--hours", f"{hours!r}", "--seed", str(seed), "--out",
+                               str(out)], f"simulation of {', '.join(symbols)}")
 
 
 def replayed_symbols(root: Path) -> list[str]:

@@ -10,6 +10,7 @@ handlers and stop cleanly instead.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -33,6 +34,23 @@ def install() -> None:
     _received, _received_during = None, None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
+    sys.unraisablehook = _redeliver_interrupts
+
+
+def _redeliver_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+    """An `Interrupted` raised inside a C callback (Numba's compiler writing its cache
+    through llvmlite) cannot unwind the callback: Python would print it as "Exception
+    ignored" with a traceback and carry on as if no signal came. Deliver the signal again,
+    a moment later from another thread (raised here, it would land in this hook, just as
+    unraisable); its handler then runs in the main thread's ordinary code, where it
+    unwinds as it should."""
+    if isinstance(unraisable.exc_value, Interrupted):
+        import os
+        import threading
+
+        threading.Timer(0.05, os.kill, (os.getpid(), unraisable.exc_value.signal)).start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -120,3 +121,64 @@ def test_demo_terminated_while_training_exits_143_and_leaves_no_partial_run(tmp_
     partial = [p for p in runs.iterdir() if not p.name.startswith(".")
                and not (p / "run.json").exists()] if runs.exists() else []
     assert partial == []
+
+
+def test_demo_interrupted_while_simulating_stops_its_second_simulation(tmp_path):
+    data = tmp_path / "demo"
+    proc = start("demo", "--data-dir", data, "--hours", "2", "--models", "logistic",
+                 log=tmp_path / "demo.log")
+    demo = psutil.Process(proc.pid)
+
+    def second_simulation() -> list[psutil.Process]:
+        found = []
+        for child in demo.children(recursive=True):
+            try:
+                if "simulate" in child.cmdline():
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    # the later symbols are simulated by `bookcast simulate` in a child process
+    spawned = wait_for(second_simulation, "the second simulation process", proc)
+    code, err = stop(proc, signal.SIGINT)
+    assert code == 130, err
+    assert "interrupted: bookcast demo stopped by SIGINT while step 1/8 (simulate" in err, err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(spawned, timeout=30)
+    assert not alive, f"left running: {alive}"
+    assert leftovers(data) == []  # neither simulation left a partial capture
+
+
+CALLBACK_INTERRUPTED = """
+import ctypes, os, signal, sys, time
+from bookcast import interrupts
+
+interrupts.install()
+
+@ctypes.CFUNCTYPE(None)
+def callback():  # as llvmlite's cache callback: a C frame the exception cannot unwind
+    os.kill(os.getpid(), signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while interrupts.received() is None and time.monotonic() < deadline:
+        pass  # the handler runs here, inside the callback
+
+try:
+    callback()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("carried on as if no signal came")
+except interrupts.Interrupted as exc:
+    print("unwound by", exc.signal.name)
+"""
+
+
+def test_an_interrupt_raised_inside_a_c_callback_still_unwinds_without_a_traceback():
+    """Ctrl-C while Numba writes its cache ran the handler inside llvmlite's callback:
+    Python printed "Exception ignored ... Traceback" and the demo went on for 48 s."""
+    proc = subprocess.run([sys.executable, "-c", CALLBACK_INTERRUPTED], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "unwound by SIGINT", proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
+        proc.stderr
