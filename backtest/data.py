@@ -175,12 +175,14 @@ def load_run_dir(run_dir: Path) -> Run:
         raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
     if frame.height == 0:
         raise UserError(f"The predictions file {pred_path} is empty.")
-    for column, expected in (("venue", info["venue"]), ("symbol", info["symbol"])):
-        try:
-            values = pl.scan_parquet(pred_path).select(pl.col(column).unique()).collect(
-                engine="streaming").to_series().cast(pl.String).to_list()
-        except Exception as exc:
-            raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
+    try:  # both columns' values in one streamed pass over the file
+        found = pl.scan_parquet(pred_path).select(
+            pl.col(c).unique().cast(pl.String).implode() for c in ("venue", "symbol")
+        ).collect(engine="streaming").row(0)
+    except Exception as exc:
+        raise UserError(f"The predictions file {pred_path} cannot be read ({exc}).") from None
+    for column, values in zip(("venue", "symbol"), found, strict=True):
+        expected = info[column]
         if values != [expected]:
             raise UserError(f"The predictions file {pred_path} holds {column} {values}, "
                             f"not only run.json's '{expected}'.")
@@ -227,8 +229,9 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
     if not files:
         raise UserError(f"There are no snapshots for {venue} {symbol} from {first_date} "
                         f"to {last_date} under {base}.")
-    reach_qty = _reach_qty(files, notional, size)
-    rows = _Rows(sum(_footer(path).num_rows for path in files))
+    footers = {path: _footer(path) for path in files}  # each file's footer read once
+    reach_qty = _reach_qty(footers, notional, size)
+    rows = _Rows(sum(meta.num_rows for meta in footers.values()))
     interval_ns = None
     # Decoded batches from the system allocator: their buffers (under the mmap threshold
     # `backtest_run` sets) reuse the heap's pages batch after batch, where Arrow's own pool
@@ -236,7 +239,7 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
     pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
-        interval_ns = _read_levels(files, rows, reach_qty)
+        interval_ns = _read_levels(footers, rows, reach_qty)
     finally:
         pa.set_memory_pool(pool)
     if rows.n == 0:
@@ -260,14 +263,14 @@ def load_book(root: Path, venue: str, symbol: str, first_ts: int, last_ts: int, 
                 *sides["ask"], interval_ns, reach_qty)
 
 
-def _read_levels(files: list[Path], rows: _Rows, reach_qty: float) -> int | None:
+def _read_levels(footers: dict[Path, pq.FileMetaData], rows: _Rows, reach_qty: float
+                 ) -> int | None:
     """Every file's batches into `rows`; the grid interval of the first file that says."""
     interval_ns = None
-    for path in files:
-
+    for path, footer in footers.items():
         try:
             # A reader per file, dropped after it: a reader kept alive keeps what it decoded.
-            snapshots = pq.ParquetFile(path)
+            snapshots = pq.ParquetFile(path, metadata=footer)
             meta = snapshots.schema_arrow.metadata or {}
             for batch in snapshots.iter_batches(batch_size=_batch_rows(snapshots),
                                                 columns=list(_BOOK_COLUMNS)):
@@ -303,7 +306,8 @@ def _footer(path: Path) -> pq.FileMetaData:
         raise UserError(f"The snapshot file {path} cannot be read ({exc}).") from None
 
 
-def _reach_qty(files: list[Path], notional: float | None, size: float | None) -> float:
+def _reach_qty(footers: dict[Path, pq.FileMetaData], notional: float | None,
+               size: float | None) -> float:
     """The largest order, in base units, any fill of this load can walk: `size`, or the
     notional bought at the lowest mid, which is no lower than the lowest price of any level
     in the files (their Parquet statistics, else read). inf: keep every level."""
@@ -311,12 +315,11 @@ def _reach_qty(files: list[Path], notional: float | None, size: float | None) ->
         return float(size)
     if notional is None:
         return math.inf
-    lowest = min(_lowest_price(path) for path in files)
+    lowest = min(_lowest_price(path, meta) for path, meta in footers.items())
     return float(notional) / lowest if lowest > 0 else math.inf
 
 
-def _lowest_price(path: Path) -> float:
-    meta = _footer(path)
+def _lowest_price(path: Path, meta: pq.FileMetaData) -> float:
     columns = [j for j in range(meta.num_columns)
                if meta.schema.column(j).path.split(".")[0] in ("bid_px", "ask_px")]
     stats = [meta.row_group(g).column(j).statistics
