@@ -476,6 +476,12 @@ def codecs(inputs: Path, tmp: Path) -> None:
         snapshot_row_group_rows,
     )
     from features.definitions import SNAPSHOT_COLUMNS
+    from features.level_pages import (
+        ChunkBuffers,
+        UnsupportedPagesError,
+        column_layouts,
+        read_level_list,
+    )
 
     snap = pq.read_table(next((inputs / "snapshots").rglob("*.parquet")))
     print(f"\n[codecs, {snap.num_rows:,} real-like rows; {load()}]")
@@ -494,6 +500,14 @@ def codecs(inputs: Path, tmp: Path) -> None:
         for _ in pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
                 batch_size=4096, columns=list(SNAPSHOT_COLUMNS), use_threads=False):
             pass
+
+    def pages() -> None:  # the build's page reader on the four lists, one thread
+        file = pq.ParquetFile(path)
+        layouts = column_layouts(file, ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+        buffers = ChunkBuffers()
+        for group in range(file.metadata.num_row_groups):
+            for layout in layouts.values():
+                read_level_list(path, file, group, layout, buffers)
 
     middle = snap["ts"][snap.num_rows // 2].as_py()
 
@@ -518,10 +532,14 @@ def codecs(inputs: Path, tmp: Path) -> None:
               "row_group_size": rows, **options}
         write = best(lambda kw=kw: pq.write_table(snap, path, **kw), 1)
         wall, cpu = best(decode)
+        try:
+            paged = f"{best(pages)[1]:5.2f} s"
+        except UnsupportedPagesError:
+            paged = "pyarrow"
         five = best(window)
         print(f"  snapshots {label:38s} {path.stat().st_size / snap.num_rows:6.0f} B/row  "
               f"write cpu {write[1]:5.2f} s  decode wall {wall:5.2f} s cpu {cpu:5.2f} s  "
-              f"5-minute window wall {five[0]:5.3f} s")
+              f"page reader cpu {paged}  5-minute window wall {five[0]:5.3f} s")
     from features.build import build_features
 
     root = scratch_root(inputs, tmp)
@@ -546,7 +564,12 @@ def sections(inputs: Path, tmp: Path, reps: int = 5) -> None:
     from features import build
     from features.definitions import FEATURE_SETS, SNAPSHOT_COLUMNS, prepare_book, snapshot_features
     from features.labels import label_columns
-    from features.partitions import read_snapshot_batches, scan_trades, snapshot_partitions
+    from features.partitions import (
+        read_snapshot_batches,
+        read_snapshot_books,
+        scan_trades,
+        snapshot_partitions,
+    )
 
     cfg = FEATURE_SETS["default"]
     (part,) = snapshot_partitions(inputs)
@@ -560,6 +583,9 @@ def sections(inputs: Path, tmp: Path, reps: int = 5) -> None:
         return out
 
     def decode() -> int:  # streamed as the build streams them: memory is reused
+        return sum(batch.num_rows for batch in read_snapshot_books(part, SNAPSHOT_COLUMNS))
+
+    def arrow_decode() -> int:  # the same columns as pyarrow's Arrow lists (for reference)
         return sum(batch.num_rows for batch in read_snapshot_batches(part, SNAPSHOT_COLUMNS))
 
     def collect(lazy: pl.LazyFrame) -> pl.DataFrame:
@@ -576,9 +602,14 @@ def sections(inputs: Path, tmp: Path, reps: int = 5) -> None:
         return build.write_partition(frame.select(build.output_columns(frame)),
                                      Path(tempfile.mkdtemp(dir=tmp)), {b"bench": b"sections"})
 
+    # the walk is timed on batches kept whole (the page reader's values are reused)
     batches = list(read_snapshot_batches(part, SNAPSHOT_COLUMNS))
+    reference: list[float] = []
     for _ in range(reps):
-        step("decode (read_snapshot_batches, two threads)", decode)
+        step("decode (read_snapshot_books, two threads)", decode)
+        start = time.process_time()
+        arrow_decode()
+        reference.append(time.process_time() - start)
         book = step("level walk and book columns (prepare_book)", prepare_book, batches, cfg)
         lazy = step("trades into the grid (trade_buckets)", snapshot_features, book.lazy(),
                     scan_trades(inputs, part), cfg, part.interval_ns)
@@ -595,6 +626,8 @@ def sections(inputs: Path, tmp: Path, reps: int = 5) -> None:
         median = statistics.median(values)
         print(f"  {name:46s} {median:6.3f} s  {median / total:4.0%}")
     print(f"  {'sum':46s} {total:6.3f} s")
+    print(f"  {'(not in the sum) decode as pyarrow Arrow lists':46s} "
+          f"{statistics.median(reference):6.3f} s")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -32,13 +33,16 @@ from features.definitions import (
     feature_config,
     is_feature_column,
     prepare_book,
+    received_trades,
     snapshot_features,
 )
 from features.labels import HEAD_COLUMNS, BookHead, book_head, label_columns
+from features.level_pages import DecodedRowGroup
 from features.microprice import MicropriceTable, fit_microprice, microprice_expr
 from features.partitions import (
     Partition,
     read_snapshot_batches,
+    read_snapshot_books,
     scan_snapshots,
     scan_trades,
     snapshot_partitions,
@@ -50,7 +54,8 @@ DEFAULT_HORIZONS_NS = [h * NS_PER_UNIT["s"] for h in (1, 5, 10, 30, 60)]
 DEFAULT_MICROPRICE_TRAIN_FRACTION = 0.6
 
 
-def _book(snapshots: pl.LazyFrame | Iterable[pa.RecordBatch], config: FeatureConfig) -> pl.DataFrame:
+def _book(snapshots: pl.LazyFrame | Iterable[pa.RecordBatch | DecodedRowGroup],
+          config: FeatureConfig) -> pl.DataFrame:
     if isinstance(snapshots, pl.LazyFrame):
         batches = snapshots.select(SNAPSHOT_COLUMNS).collect().to_arrow().to_batches()
     else:
@@ -59,7 +64,7 @@ def _book(snapshots: pl.LazyFrame | Iterable[pa.RecordBatch], config: FeatureCon
 
 
 def feature_frame(
-    snapshots: pl.LazyFrame | Iterable[pa.RecordBatch],
+    snapshots: pl.LazyFrame | Iterable[pa.RecordBatch | DecodedRowGroup],
     trades: pl.LazyFrame | None,
     *,
     interval_ns: int,
@@ -71,13 +76,22 @@ def feature_frame(
     """Every column `partition_features` outputs but the micro-price, plus `gap` and the
     working columns (`_*`) the micro-price fit needs. `next_head` (the first rows of the
     next partition, `next_partition_head`) lets labels near the end look past midnight."""
+    # Beside the main thread, on the core the walk and polars leave idle part of the time:
+    # the trades are read while the snapshots decode, and the labels (which need only the
+    # book's touch; the features keep its rows and order) computed while polars computes
+    # the features.
+    received = _BESIDE.submit(received_trades, trades) if trades is not None else None
     book = _book(snapshots, config)
+    labels = _BESIDE.submit(label_columns, book, horizons_ns, interval_ns, fee_bps, next_head)
     # The book is in memory already. Polars' default engine (streaming) took three times the
     # CPU on these windows and cut the frame into ~70 chunks, which every later select then
     # glued together again.
-    frame = (snapshot_features(book.lazy(), trades, config, interval_ns)
-             .collect(engine="in-memory"))
-    return frame.with_columns(label_columns(frame, horizons_ns, interval_ns, fee_bps, next_head))
+    frame = (snapshot_features(book.lazy(), received and received.result(), config,
+                               interval_ns).collect(engine="in-memory"))
+    return frame.with_columns(labels.result())
+
+
+_BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features")
 
 
 def next_partition_head(group: list[Partition], i: int, horizons_ns: Sequence[int]
@@ -110,7 +124,7 @@ def with_microprice(
 
 
 def partition_features(
-    snapshots: pl.LazyFrame | Iterable[pa.RecordBatch],
+    snapshots: pl.LazyFrame | Iterable[pa.RecordBatch | DecodedRowGroup],
     trades: pl.LazyFrame | None,
     *,
     interval_ns: int,
@@ -122,9 +136,9 @@ def partition_features(
 ) -> pl.LazyFrame:
     """`ts`, book columns, features, `fwd_ret_<h>` and `y_<h>` for one partition.
 
-    `snapshots` is the partition's snapshots as a LazyFrame or as Arrow record batches of
-    `SNAPSHOT_COLUMNS` (streamed from the files by `read_snapshot_batches`, which keeps
-    the 100-level lists out of memory but for one batch at a time).
+    `snapshots` is the partition's snapshots as a LazyFrame, or as batches of
+    `SNAPSHOT_COLUMNS` streamed from the files (`read_snapshot_books`, which keeps the
+    100-level lists out of memory but for two row groups at a time).
     """
     frame = feature_frame(snapshots, trades, interval_ns=interval_ns, config=config,
                           horizons_ns=horizons_ns, fee_bps=fee_bps, next_head=next_head)
@@ -282,7 +296,7 @@ def build_features(
                 for i, p in enumerate(group):
                     trades = scan_trades(root, p)
                     frame = feature_frame(
-                        read_snapshot_batches(p, SNAPSHOT_COLUMNS), trades,
+                        read_snapshot_books(p, SNAPSHOT_COLUMNS), trades,
                         interval_ns=p.interval_ns, config=config, horizons_ns=horizons,
                         fee_bps=fee, next_head=next_partition_head(group, i, horizons))
                     sources.append({"venue": p.venue, "symbol": p.symbol, "date": p.date,

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from bookcast.errors import UserError
 from bookcast.schema import SNAPSHOT_SCHEMA
 from bookcast.timeutil import NS_PER_UNIT, format_duration_ns
+from features.level_pages import DecodedRowGroup, LevelList
 
 BPS = 1e-4
 
@@ -109,12 +110,15 @@ _SIDE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walk_side")
 
 
 def list_levels(
-    column: pa.Array | pa.ChunkedArray, fill: float
+    column: pa.Array | pa.ChunkedArray | LevelList, fill: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Offsets (int64, rows + 1) into the flat float64 values of a list column, and the
     rows whose list is null (None if none is). Row r holds values[offsets[r]:offsets[r + 1]];
     a null list has no levels, a null element reads as `fill`. Zero-copy for one chunk of
-    null-free float64 values, the way the collector writes them."""
+    null-free float64 values, the way the collector writes them, and for a column
+    `features.level_pages` decoded (which holds no null element)."""
+    if isinstance(column, LevelList):
+        return column
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     null_rows = None
@@ -208,7 +212,7 @@ def _first_level(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
     return first
 
 
-def book_columns(batch: pa.RecordBatch | pa.Table, cfg: FeatureConfig) -> dict[str, object]:
+def book_columns(batch: pa.RecordBatch | pa.Table | DecodedRowGroup, cfg: FeatureConfig) -> dict[str, object]:
     """The per-row book quantities of one batch of snapshots (columns `SNAPSHOT_COLUMNS`),
     as Arrow (`ts`, `gap`) and NumPy arrays, NaN where a value is missing.
 
@@ -254,7 +258,8 @@ def book_columns(batch: pa.RecordBatch | pa.Table, cfg: FeatureConfig) -> dict[s
     return columns
 
 
-def prepare_book(batches: Iterable[pa.RecordBatch | pa.Table], cfg: FeatureConfig) -> pl.DataFrame:
+def prepare_book(batches: Iterable[pa.RecordBatch | pa.Table | DecodedRowGroup],
+                 cfg: FeatureConfig) -> pl.DataFrame:
     """Per-row book quantities of a partition's snapshot batches, sorted by time, with
     `_ts_ns`, `_seg` (gap segment) and the level-1 book columns."""
     parts = [book_columns(b, cfg) for b in batches]
@@ -402,7 +407,14 @@ def time_of_day_features() -> list[pl.Expr]:
 # ---------------------------------------------------------------- trades
 
 
-def trade_buckets(trades: pl.LazyFrame, grid_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def received_trades(trades: pl.LazyFrame) -> pl.DataFrame:
+    """What `trade_buckets` reads of a partition's trades: receive time (int ns), size, side."""
+    return (trades.select(pl.col("ts_recv").dt.epoch("ns"), "size", "side").drop_nulls()
+            .collect())
+
+
+def trade_buckets(trades: pl.LazyFrame | pl.DataFrame, grid_ns: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Buy and sell volume per grid row (grid times sorted, int ns): row t gets the trades
     with ts[t-1] < ts_recv <= ts[t], the first row every earlier one, none a later row.
 
@@ -410,14 +422,36 @@ def trade_buckets(trades: pl.LazyFrame, grid_ns: np.ndarray) -> tuple[np.ndarray
     binary search and a weighted count, where a join and a group-by cost most of the
     features' time on real trade rates.
     """
-    t = (trades.select(pl.col("ts_recv").dt.epoch("ns"), "size", "side").drop_nulls()
-         .collect())
-    row = np.searchsorted(grid_ns, t["ts_recv"].to_numpy(), side="left")
+    t = trades if isinstance(trades, pl.DataFrame) else received_trades(trades)
+    received = t["ts_recv"].to_numpy()
+    size, side = t["size"].cast(pl.Float64).to_numpy(), t["side"].cast(pl.Int8).to_numpy()
+    if received.size < 2 or (received[1:] >= received[:-1]).all():
+        # trades in receive order (as the collector writes them): one merge pass
+        buy, sell = np.zeros(grid_ns.size), np.zeros(grid_ns.size)
+        _merge_trades(np.ascontiguousarray(grid_ns, np.int64), received, size, side, buy, sell)
+        return buy, sell
+    row = np.searchsorted(grid_ns, received, side="left")
     kept = row < grid_ns.size
-    row, size, side = row[kept], t["size"].to_numpy()[kept], t["side"].to_numpy()[kept]
-    buy, sell = side > 0, side < 0
-    return (np.bincount(row[buy], weights=size[buy], minlength=grid_ns.size),
-            np.bincount(row[sell], weights=size[sell], minlength=grid_ns.size))
+    row, size, side = row[kept], size[kept], side[kept]
+    buys, sells = side > 0, side < 0
+    return (np.bincount(row[buys], weights=size[buys], minlength=grid_ns.size),
+            np.bincount(row[sells], weights=size[sells], minlength=grid_ns.size))
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_trades(grid_ns, received, size, side, buy, sell):  # pragma: no cover - compiled
+    """`trade_buckets` for trades sorted by receive time: each goes to the first grid row
+    at or after it (a binary search's row), in trade order (bincount's order of sums)."""
+    row = 0
+    for k in range(received.size):
+        while row < grid_ns.size and grid_ns[row] < received[k]:
+            row += 1
+        if row == grid_ns.size:
+            return
+        if side[k] > 0:
+            buy[row] += size[k]
+        elif side[k] < 0:
+            sell[row] += size[k]
 
 
 def trade_window_sums(windows: list[tuple[str, int]]) -> list[pl.Expr]:
@@ -450,11 +484,12 @@ def trade_features(windows: list[tuple[str, int]], has_trades: bool) -> list[pl.
 
 def snapshot_features(
     book: pl.LazyFrame,
-    trades: pl.LazyFrame | None,
+    trades: pl.LazyFrame | pl.DataFrame | None,
     cfg: FeatureConfig,
     interval_ns: int,
 ) -> pl.LazyFrame:
-    """Add every feature of `cfg` to a frame from `prepare_book` (one partition)."""
+    """Add every feature of `cfg` to a frame from `prepare_book` (one partition); `trades`
+    as scanned, or as `received_trades` read them."""
     windows = [
         (format_duration_ns(w), rows_for(w, interval_ns, what="lookback"))
         for w in cfg.lookbacks_ns
