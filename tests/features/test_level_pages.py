@@ -273,12 +273,12 @@ def test_build_from_pages_equals_build_from_pyarrow(tmp_path, binance_btc, monke
 
 @pytest.mark.parametrize("layout", ["zstd (the collector's)", "uncompressed", "v2 uncompressed"])
 def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, layout):
-    """Bytes overwritten at random in page headers, levels and values (200 files): the
+    """Bytes overwritten at random in page headers, levels and values (200 times): the
     page reader refuses the page (its row group then comes from pyarrow) or gives exactly
     what pyarrow gives; it never accepts a page pyarrow refuses, never crashes or hangs."""
     clean = tmp_path / "clean.parquet"
-    pq.write_table(ragged_table(rows=1400, seed=5, nullable=False, holes=False), clean,
-                   use_dictionary=False, row_group_size=700, **WRITER_LAYOUTS[layout])
+    pq.write_table(ragged_table(rows=400, seed=5, nullable=False, holes=False), clean,
+                   use_dictionary=False, row_group_size=200, **WRITER_LAYOUTS[layout])
     data = clean.read_bytes()
     file = pq.ParquetFile(clean)
     layouts = column_layouts(file, LISTS)
@@ -294,7 +294,9 @@ def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, lay
         for k in range(int(rng.integers(1, 9))):
             at = min(start + k, chunk.data_page_offset + chunk.total_compressed_size - 1)
             damaged[at] = int(rng.integers(0, 256))
-        path = tmp_path / f"damaged-{trial}.parquet"
+        # one file rewritten in place: the page cache absorbs it, so the suite's daemons
+        # running beside this test are not kept waiting on the disk
+        path = tmp_path / "damaged.parquet"
         path.write_bytes(damaged)
         file = pq.ParquetFile(path)
         for group in range(file.metadata.num_row_groups):
@@ -311,5 +313,4 @@ def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, lay
                 assert theirs is not None, f"trial {trial}: a page pyarrow refuses was read"
                 assert_same_levels(ours, theirs, np.nan)
                 outcomes["equal"] += 1
-        path.unlink()
     assert outcomes["refused"] > 50 and outcomes["equal"] > 500
