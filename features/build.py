@@ -86,8 +86,8 @@ def feature_frame(
     # The book is in memory already. Polars' default engine (streaming) took three times the
     # CPU on these windows and cut the frame into ~70 chunks, which every later select then
     # glued together again.
-    frame = (snapshot_features(book.lazy(), received and received.result(), config,
-                               interval_ns).collect(engine="in-memory"))
+    read = received.result() if received is not None else None
+    frame = snapshot_features(book.lazy(), read, config, interval_ns).collect(engine="in-memory")
     return frame.with_columns(labels.result())
 
 

@@ -212,7 +212,8 @@ def _first_level(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
     return first
 
 
-def book_columns(batch: pa.RecordBatch | pa.Table | DecodedRowGroup, cfg: FeatureConfig) -> dict[str, object]:
+def book_columns(batch: pa.RecordBatch | pa.Table | DecodedRowGroup, cfg: FeatureConfig
+                 ) -> dict[str, object]:
     """The per-row book quantities of one batch of snapshots (columns `SNAPSHOT_COLUMNS`),
     as Arrow (`ts`, `gap`) and NumPy arrays, NaN where a value is missing.
 
