@@ -410,15 +410,27 @@ def _page_rows(rep, defs, count, max_def, empty_def, offsets, null_rows, row, ro
 
 
 class DecodedRowGroup:
-    """One row group of snapshots: its level lists as `LevelList`s (whose values live in
-    reused buffers: valid until the reader has moved two row groups on) and its other
-    columns as Arrow arrays. Read like a record batch: `column(name)`, `num_rows`."""
+    """One row group of snapshots: its level lists as `LevelList`s and its other columns as
+    Arrow arrays, read like a record batch (`column(name)`, `num_rows`).
+
+    The level values live in buffers the reader reuses: once it starts decoding into them
+    again it calls `release()`, and `column()` then refuses the lists instead of handing
+    over another row group's values.
+    """
 
     def __init__(self, columns: dict[str, pa.Array | LevelList], num_rows: int) -> None:
         self._columns, self.num_rows = columns, num_rows
+        self.released = False
 
     def column(self, name: str) -> pa.Array | LevelList:
-        return self._columns[name]
+        value = self._columns[name]
+        if self.released and isinstance(value, LevelList):
+            raise RuntimeError(f"the {name} levels of this row group were overwritten by a "
+                               "later one: read each batch before asking for the next")
+        return value
+
+    def release(self) -> None:
+        self.released = True
 
 
 @numba.njit(cache=True, nogil=True)

@@ -153,9 +153,10 @@ def read_snapshot_books(
 
     Two threads decode the next `DECODE_AHEAD` row groups, a column a job, while the
     caller walks this one. A batch's level values live in buffers that the row group
-    `DECODE_AHEAD + 1` later overwrites, so a caller keeps what it computes from them,
-    never the values. A file or a row group that reader does not take comes from
-    pyarrow, in the same values.
+    `DECODE_AHEAD + 1` later overwrites, and that decode starts when the caller asks for
+    the next batch: a caller keeps what it computes from a batch, never its values (asked
+    for its lists after that, a batch refuses them). A file or a row group that reader
+    does not take comes from pyarrow, in the same values.
     """
     lists = [c for c in columns if c in _LIST_COLUMNS]
     plain = [c for c in columns if c not in _LIST_COLUMNS]
@@ -182,6 +183,7 @@ class _RowGroupDecoder:
                  plain: list[str]) -> None:
         self.path, self.file, self.layouts, self.plain = path, file, layouts, plain
         self.buffers = [{c: ChunkBuffers() for c in layouts} for _ in range(DECODE_AHEAD + 1)]
+        self.handed: list[DecodedRowGroup | None] = [None] * len(self.buffers)
 
     @classmethod
     def of(cls, path: Path, lists: list[str], plain: list[str]) -> _RowGroupDecoder | None:
@@ -200,9 +202,12 @@ class _RowGroupDecoder:
 
     def start(self, pool: ThreadPoolExecutor, group: int) -> list[Future]:
         """Row group `group` decoding on the pool: the plain columns, then a list a job."""
+        generation = group % len(self.buffers)
+        if (earlier := self.handed[generation]) is not None:
+            earlier.release()  # its values are about to be overwritten
         jobs = [pool.submit(self.file.read_row_group, group, columns=self.plain,
                             use_threads=False)]
-        buffers = self.buffers[group % len(self.buffers)]
+        buffers = self.buffers[generation]
         return jobs + [pool.submit(self._level_list, group, name, buffers[name])
                        for name in self.layouts]
 
@@ -227,8 +232,10 @@ class _RowGroupDecoder:
                 [table.column(c).combine_chunks() for c in columns], names=list(columns))
         decoded = dict(zip(self.layouts, levels, strict=True))
         decoded.update({c: table.column(c).combine_chunks() for c in self.plain})
-        return DecodedRowGroup({c: decoded[c] for c in columns},
-                               self.file.metadata.row_group(group).num_rows)
+        batch = DecodedRowGroup({c: decoded[c] for c in columns},
+                                self.file.metadata.row_group(group).num_rows)
+        self.handed[group % len(self.buffers)] = batch
+        return batch
 
 
 def _decode_groups(columns: Sequence[str]) -> list[list[str]]:

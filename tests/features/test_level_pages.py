@@ -212,19 +212,23 @@ def list_each(batches, path: Path) -> list[tuple[int, bool]]:
     return seen
 
 
-def test_streamed_row_groups_hold_their_own_values_while_the_next_decode(tmp_path):
-    """Two generations of buffers: a batch's values stay as read while the reader decodes
-    the next row group, and the whole stream equals pyarrow's table."""
+def test_a_streamed_row_group_refuses_its_lists_once_the_next_is_asked_for(tmp_path):
+    """The reader decodes the next row group into the buffers of the one before the
+    current: a batch's lists equal pyarrow's until the caller asks for the next batch, and
+    are refused after it, never handed over as another row group's values."""
     root = partition_of(tmp_path, ragged_table(rows=5000, seed=3), use_dictionary=False,
                         compression="zstd")
     (partition,) = snapshot_partitions(root)
+    reference = pq.read_table(partition.files[0]).column("bid_sz")
     stream = read_snapshot_books(partition, SNAPSHOT_COLUMNS)
     first = next(stream)
     assert isinstance(first, DecodedRowGroup)
-    kept = first.column("bid_sz").values.copy()
-    second = next(stream)  # the third row group is decoding now, into the first's buffers
-    assert np.array_equal(first.column("bid_sz").values, kept)
-    assert second.num_rows == 700
+    assert_same_levels(first.column("bid_sz"), reference.slice(0, 700), 0.0)
+    second = next(stream)  # the third row group now decodes into the first's buffers
+    assert_same_levels(second.column("bid_sz"), reference.slice(700, 700), 0.0)
+    with pytest.raises(RuntimeError, match="overwritten"):
+        first.column("bid_sz")
+    assert first.column("ts").to_pylist()[0] is not None  # its plain columns are its own
     rows = first.num_rows + second.num_rows + sum(b.num_rows for b in stream)
     assert rows == 5000
 
