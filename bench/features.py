@@ -57,7 +57,13 @@ sys.path.append(str(ROOT / "bench"))  # after the project: bench/features.py is 
 from baseline import baseline_tree, child_env, load, paired_ratio  # noqa: E402
 
 from bookcast.paths import partition_dir  # noqa: E402
-from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA, TS, file_metadata  # noqa: E402
+from bookcast.schema import (  # noqa: E402
+    LEVEL_COLUMNS,
+    SNAPSHOT_SCHEMA,
+    TRADE_SCHEMA,
+    TS,
+    file_metadata,
+)
 
 CAPTURES = ROOT.parent / "shared" / "data" / "captures"
 REAL_CAPTURES = ("binance-spot/btcusdt_20240808-09.jsonl.gz", "binance-usdm/btcusdt_20240808.jsonl.gz")
@@ -503,7 +509,7 @@ def codecs(inputs: Path, tmp: Path) -> None:
 
     def pages() -> None:  # the build's page reader on the four lists, one thread
         file = pq.ParquetFile(path)
-        layouts = column_layouts(file, ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+        layouts = column_layouts(file, LEVEL_COLUMNS)
         buffers = ChunkBuffers()
         for group in range(file.metadata.num_row_groups):
             for layout in layouts.values():

@@ -26,6 +26,9 @@ SNAPSHOT_SCHEMA = pa.schema(
     ]
 )
 
+# The snapshot columns that hold one value per book level (best first).
+LEVEL_COLUMNS = tuple(f.name for f in SNAPSHOT_SCHEMA if pa.types.is_list(f.type))
+
 TRADE_SCHEMA = pa.schema(
     [
         ("ts_recv", TS),

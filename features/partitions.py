@@ -6,7 +6,6 @@ so a cluster engine could run each on its own worker.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 
 from bookcast.errors import UserError
 from bookcast.paths import partition_dir
+from bookcast.schema import LEVEL_COLUMNS
 from features.level_pages import (
     ChunkBuffers,
     ColumnLayout,
@@ -140,26 +140,21 @@ def _arrow_batches(path: Path, columns: Sequence[str], batch_rows: int,
 MAX_DECODED_LEVELS = 1 << 22
 
 
-# Row groups decoding ahead of the one the caller walks, each into buffers of its own:
-# one is enough (1, 2 and 3 ahead walked 200,000 real-like rows in the same 0.36 s).
-DECODE_AHEAD = 1
-
-
 def read_snapshot_books(
     partition: Partition, columns: Sequence[str]
 ) -> Iterator[DecodedRowGroup | pa.RecordBatch]:
     """The partition's snapshots for a feature build, a row group at a time, the level
     lists decoded by `features.level_pages` (2.4 times less CPU than pyarrow's lists).
 
-    Two threads decode the next `DECODE_AHEAD` row groups, a column a job, while the
-    caller walks this one. A batch's level values live in buffers that the row group
-    `DECODE_AHEAD + 1` later overwrites, and that decode starts when the caller asks for
-    the next batch: a caller keeps what it computes from a batch, never its values (asked
-    for its lists after that, a batch refuses them). A file or a row group that reader
-    does not take comes from pyarrow, in the same values.
+    Two threads decode the next row group, a column a job, while the caller walks this one
+    (decoding two or three ahead measured no faster). Row groups alternate between two sets
+    of buffers, so the decode that starts when the caller asks for the next batch overwrites
+    the previous one's levels: a caller keeps what it computes from a batch, never its
+    values (asked for its lists after that, a batch refuses them). A file or a row group
+    that reader does not take comes from pyarrow, in the same values.
     """
-    lists = [c for c in columns if c in _LIST_COLUMNS]
-    plain = [c for c in columns if c not in _LIST_COLUMNS]
+    lists = [c for c in columns if c in LEVEL_COLUMNS]
+    plain = [c for c in columns if c not in LEVEL_COLUMNS]
     with ThreadPoolExecutor(2, thread_name_prefix="decode") as pool:
         for path in partition.files:
             decoder = _RowGroupDecoder.of(path, lists, plain)
@@ -167,22 +162,21 @@ def read_snapshot_books(
                 yield from _arrow_batches(path, columns, 4096, pool)
                 continue
             groups = decoder.file.metadata.num_row_groups
-            pending = deque(decoder.start(pool, g) for g in range(min(DECODE_AHEAD, groups)))
+            jobs = decoder.start(pool, 0) if groups else []
             for group in range(groups):
-                jobs = pending.popleft()
-                if group + DECODE_AHEAD < groups:
-                    pending.append(decoder.start(pool, group + DECODE_AHEAD))
+                ahead = decoder.start(pool, group + 1) if group + 1 < groups else []
                 yield decoder.finish(group, jobs, columns)
+                jobs = ahead
 
 
 class _RowGroupDecoder:
-    """Decodes a file's row groups, each into one of `DECODE_AHEAD + 1` generations of
-    buffers (one being walked, the others being decoded into)."""
+    """Decodes a file's row groups into two sets of buffers in turn (one being walked, the
+    other being decoded into)."""
 
     def __init__(self, path: Path, file: pq.ParquetFile, layouts: dict[str, ColumnLayout],
                  plain: list[str]) -> None:
         self.path, self.file, self.layouts, self.plain = path, file, layouts, plain
-        self.buffers = [{c: ChunkBuffers() for c in layouts} for _ in range(DECODE_AHEAD + 1)]
+        self.buffers = [{c: ChunkBuffers() for c in layouts} for _ in range(2)]
         self.handed: list[DecodedRowGroup | None] = [None] * len(self.buffers)
 
     @classmethod
@@ -240,12 +234,9 @@ class _RowGroupDecoder:
 
 def _decode_groups(columns: Sequence[str]) -> list[list[str]]:
     """Two column groups of about equal decoding work: the list columns alternate."""
-    lists = [c for c in columns if c in _LIST_COLUMNS]
-    first = [c for c in columns if c not in _LIST_COLUMNS] + lists[0::2]
+    lists = [c for c in columns if c in LEVEL_COLUMNS]
+    first = [c for c in columns if c not in LEVEL_COLUMNS] + lists[0::2]
     return [first, lists[1::2]] if lists[1::2] else [first]
-
-
-_LIST_COLUMNS = {"bid_px", "bid_sz", "ask_px", "ask_sz"}
 
 
 def _damaged(path: Path, exc: BaseException) -> UserError:

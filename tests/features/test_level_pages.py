@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bookcast.cli import main as cli_main
+from bookcast.schema import LEVEL_COLUMNS
 from features.build import build_features
 from features.definitions import SNAPSHOT_COLUMNS, list_levels
 from features.level_pages import (
@@ -30,7 +31,6 @@ from features.level_pages import (
 )
 from features.partitions import read_snapshot_books, snapshot_partitions
 
-LISTS = ("bid_px", "bid_sz", "ask_px", "ask_sz")
 ONLY_INPUTS = shutil.ignore_patterns("features", "models", "reports")  # other tests' outputs
 S = 1_000_000_000
 
@@ -49,12 +49,12 @@ def assert_file_decodes_as_pyarrow_reads_it(path: Path) -> int:
     """Every row group and list column of `path` through the page reader; returns the
     number of levels compared."""
     file = pq.ParquetFile(path)
-    layouts = column_layouts(file, LISTS)
+    layouts = column_layouts(file, LEVEL_COLUMNS)
     buffers = ChunkBuffers()
     levels = 0
     for group in range(file.metadata.num_row_groups):
-        table = file.read_row_group(group, columns=list(LISTS))
-        for name in LISTS:
+        table = file.read_row_group(group, columns=list(LEVEL_COLUMNS))
+        for name in LEVEL_COLUMNS:
             decoded = read_level_list(path, file, group, layouts[name], buffers)
             assert_same_levels(decoded, table.column(name), np.nan if "px" in name else 0.0)
             levels += decoded.values.size
@@ -101,7 +101,7 @@ def ragged_table(rows: int = 3000, seed: int = 1, *, nullable: bool = True,
     rng = np.random.default_rng(seed)
     depths = rng.integers(0 if holes else 1, 121, size=(rows, 2))
     depths[100:200] = 1
-    columns: dict[str, list] = {c: [] for c in LISTS}
+    columns: dict[str, list] = {c: [] for c in LEVEL_COLUMNS}
     for i in range(rows):
         for side, (px, sz) in enumerate((("bid_px", "bid_sz"), ("ask_px", "ask_sz"))):
             n = int(depths[i, side])
@@ -117,13 +117,13 @@ def ragged_table(rows: int = 3000, seed: int = 1, *, nullable: bool = True,
     return pa.table({
         "ts": pa.array(np.arange(rows, dtype=np.int64) * S, pa.timestamp("ns", tz="UTC")),
         "gap": pa.array(np.arange(rows) % 500 == 0),
-        **{c: pa.array(columns[c], list_type) for c in LISTS},
+        **{c: pa.array(columns[c], list_type) for c in LEVEL_COLUMNS},
     }, schema=pa.schema([
         ("ts", pa.timestamp("ns", tz="UTC")), ("gap", pa.bool_()),
-        *((c, list_type) for c in LISTS)]) if nullable else pa.schema([
+        *((c, list_type) for c in LEVEL_COLUMNS)]) if nullable else pa.schema([
             pa.field("ts", pa.timestamp("ns", tz="UTC"), nullable=False),
             pa.field("gap", pa.bool_(), nullable=False),
-            *(pa.field(c, list_type, nullable=False) for c in LISTS)]))
+            *(pa.field(c, list_type, nullable=False) for c in LEVEL_COLUMNS)]))
 
 
 WRITER_LAYOUTS = {
@@ -168,7 +168,7 @@ def partition_of(tmp_path: Path, table: pa.Table, **write_options) -> Path:
 LEFT_TO_PYARROW = {
     "dictionary pages": {"use_dictionary": True},
     "byte stream split": {"use_dictionary": False, "column_encoding": {
-        f"{c}.list.element": "BYTE_STREAM_SPLIT" for c in LISTS}},
+        f"{c}.list.element": "BYTE_STREAM_SPLIT" for c in LEVEL_COLUMNS}},
     # pyarrow cannot say whether a file's LZ4 is Hadoop's framing or raw blocks
     "lz4": {"use_dictionary": False, "compression": "lz4"},
     "null elements": {"use_dictionary": False},
@@ -201,7 +201,7 @@ def list_each(batches, path: Path) -> list[tuple[int, bool]]:
     reference = pq.read_table(path)
     seen, start = [], 0
     for batch in batches:
-        for name in LISTS:
+        for name in LEVEL_COLUMNS:
             expected = reference.column(name).slice(start, batch.num_rows)
             fill = np.nan if "px" in name else 0.0
             column = batch.column(name)
@@ -238,12 +238,13 @@ def test_a_damaged_page_ends_in_one_sentence_naming_the_file(tmp_path, binance_b
     shutil.copytree(binance_btc, root, ignore=ONLY_INPUTS)
     path = snapshot_files(root)[0]
     file = pq.ParquetFile(path)
-    chunk = file.metadata.row_group(0).column(column_layouts(file, LISTS)["bid_sz"].index)
+    bid_sz = column_layouts(file, LEVEL_COLUMNS)["bid_sz"]
+    chunk = file.metadata.row_group(0).column(bid_sz.index)
     with open(path, "r+b") as fh:  # the footer stays intact: a page header is overwritten
         fh.seek(chunk.data_page_offset)
         fh.write(b"\xff" * 16)
     with pytest.raises(UnsupportedPagesError):
-        read_level_list(path, file, 0, column_layouts(file, LISTS)["bid_sz"], ChunkBuffers())
+        read_level_list(path, file, 0, bid_sz, ChunkBuffers())
     with pytest.raises(SystemExit) as exited:
         cli_main(["features", "--data-dir", str(root)])
     assert exited.value.code == 2
@@ -286,7 +287,7 @@ def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, lay
                    use_dictionary=False, row_group_size=200, **WRITER_LAYOUTS[layout])
     data = clean.read_bytes()
     file = pq.ParquetFile(clean)
-    layouts = column_layouts(file, LISTS)
+    layouts = column_layouts(file, LEVEL_COLUMNS)
     chunks = [file.metadata.row_group(g).column(column.index)
               for g in range(file.metadata.num_row_groups) for column in layouts.values()]
     rng = np.random.default_rng(11)
@@ -305,7 +306,7 @@ def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, lay
         path.write_bytes(damaged)
         file = pq.ParquetFile(path)
         for group in range(file.metadata.num_row_groups):
-            for name in LISTS:
+            for name in LEVEL_COLUMNS:
                 try:
                     theirs = file.read_row_group(group, columns=[name]).column(name)
                 except Exception:  # pyarrow's types for a damaged page vary
