@@ -21,9 +21,11 @@ All on the real Binance spot BTCUSDT capture (6,495 depth diffs, ~11 minutes), 1
    interleaved per round; median of the per-round ratios.
 3. One full-depth row of a 5,000-level book (levels read + SnapshotWriter.add), both
    trees, in the same fresh processes as 1.
-4. `--codecs ROUNDS` (alone): this tree's replay end to end with each candidate codec for
-   the snapshot and trade files (zstd 1, LZ4 HC 3, lz4), depth 100 and full depth; the CPU
-   each costs against zstd 1 and the snapshot bytes (the choice in collector/writers.py).
+4. `--codecs ROUNDS` (alone): this tree's replay end to end with each candidate pair of
+   codecs for the snapshot and the trade files (zstd 1 for both, LZ4 HC 3 for the
+   snapshots, LZ4 HC 3 for both, plain lz4 snapshots), depth 100 and full depth; the CPU
+   each costs against zstd 1 for both, and the snapshot bytes (the choice in
+   collector/writers.py).
 
 Load average is printed beside each section: the machine is shared.
 """
@@ -217,16 +219,19 @@ def against_cryptofeed(records: list, rounds: int, sample: bool) -> dict:
 
 # ---------------------------------------------------------------- 4. the files' codec
 
-# argv: tree, capture, depth, interval, codec, level ("-" for the codec's default). This
-# tree's replay with `collector.writers.PARQUET_COMPRESSION` set for the run.
+# argv: tree, capture, depth, interval, then the snapshots' and the trades' codec, each as
+# codec:level ("-" for the codec's default level). This tree's replay with
+# `collector.writers.SNAPSHOT_COMPRESSION` and `RECORD_COMPRESSION` set for the run.
 CODEC_CHILD = """
 import json, sys, tempfile, time
 from pathlib import Path
 start_wall, start_cpu = time.perf_counter(), time.process_time()
 sys.path.insert(0, sys.argv[1])
 import collector.writers as writers
-writers.PARQUET_COMPRESSION = sys.argv[5]
-writers.PARQUET_COMPRESSION_LEVEL = None if sys.argv[6] == "-" else int(sys.argv[6])
+def codec(arg):
+    name, level = arg.split(":")
+    return name, None if level == "-" else int(level)
+writers.SNAPSHOT_COMPRESSION, writers.RECORD_COMPRESSION = codec(sys.argv[5]), codec(sys.argv[6])
 from collector.replay import replay_captures
 depth = None if sys.argv[3] == "full" else int(sys.argv[3])
 with tempfile.TemporaryDirectory() as out:
@@ -235,34 +240,38 @@ with tempfile.TemporaryDirectory() as out:
     size = sum(f.stat().st_size for f in Path(out, "snapshots").rglob("*.parquet"))
 print(json.dumps({"wall": wall, "cpu": cpu, "snapshot_bytes": size}))
 """
-CODECS = (("zstd", "1"), ("lz4", "3"), ("lz4", "-"))  # the first is the anchor
+# (snapshots, trades); the first is the anchor
+CODECS = (("zstd:1", "zstd:1"), ("lz4_raw:3", "zstd:1"), ("lz4_raw:3", "lz4_raw:3"),
+          ("lz4_raw:-", "zstd:1"))
 
 
 def codecs(rounds: int) -> None:
     """This tree's replay end to end with each candidate codec for its files, in fresh
     processes, interleaved in rotating order; paired medians against the first."""
-    from collector.writers import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
+    from collector.writers import RECORD_COMPRESSION, SNAPSHOT_COMPRESSION
 
-    print(f"\n[the files' codec: this tree's replay, {rounds} rounds; written now: "
-          f"{PARQUET_COMPRESSION} {PARQUET_COMPRESSION_LEVEL}; {load()}]")
+    print(f"\n[the files' codecs (snapshots, trades): this tree's replay, {rounds} rounds; "
+          f"written now: {SNAPSHOT_COMPRESSION}, {RECORD_COMPRESSION}; {load()}]")
     for depth in ("100", "full"):
         runs: dict[tuple[str, str], list[dict]] = {c: [] for c in CODECS}
         for r in range(rounds):
-            for codec, level in CODECS[r % len(CODECS):] + CODECS[:r % len(CODECS)]:
+            for snapshots, trades in CODECS[r % len(CODECS):] + CODECS[:r % len(CODECS)]:
                 done = subprocess.run(
                     [sys.executable, "-c", CODEC_CHILD, str(ROOT), str(CAPTURE), depth,
-                     str(INTERVAL), codec, level], capture_output=True, text=True, cwd=ROOT,
-                    env=child_env())
+                     str(INTERVAL), snapshots, trades], capture_output=True, text=True,
+                    cwd=ROOT, env=child_env())
                 if done.returncode:
-                    raise RuntimeError(f"the replay with {codec} failed:\n{done.stderr[-3000:]}")
-                runs[(codec, level)].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                    raise RuntimeError(f"the replay with {snapshots}, {trades} failed:\n"
+                                       f"{done.stderr[-3000:]}")
+                runs[(snapshots, trades)].append(
+                    json.loads(done.stdout.strip().splitlines()[-1]))
         anchor = runs[CODECS[0]]
-        for (codec, level), results in runs.items():
-            print(f"  depth {depth:4s} {codec} {level:>2}: wall "
+        for (snapshots, trades), results in runs.items():
+            print(f"  depth {depth:4s} snapshots {snapshots:10s} trades {trades:10s}: wall "
                   f"{statistics.median(x['wall'] for x in results):6.2f} s, CPU "
                   f"{statistics.median(x['cpu'] for x in results):6.2f} s "
                   f"({paired_ratio([x['cpu'] for x in results], [a['cpu'] for a in anchor]):.2f}x "
-                  f"of {CODECS[0][0]} {CODECS[0][1]}, paired), snapshots "
+                  f"of {CODECS[0][0]} for both, paired), snapshots "
                   f"{results[0]['snapshot_bytes']:,} B")
     print(f"  [{load()}]")
 

@@ -25,9 +25,12 @@ Measured per case, in fresh processes, the four interleaved in rotating order ov
 - the pandas anchor (`pandas_features`: read with pandas, levels as 2-D arrays by
   `np.stack` plus masks, rolling windows in pandas): the same 59 columns (all but the
   micro-price), checked equal to this tree's output to 1e-9 on every case.
-The numba kernel is loaded before the clock starts (steady state); `cold start`
-times a fresh process with an empty numba cache (JIT compilation included) and with
-the cache written by the previous run.
+Before the clock starts, each build child builds a small warm-up partition (2,000 rows of
+this tree's files), which loads every numba kernel with the argument types the build gives
+it (steady state; an empty partition had loaded this tree's level walk for read-only Arrow
+arrays only, so its page reader's writable buffers loaded another inside the clock);
+`cold start` times a fresh process with an empty numba cache (JIT compilation included)
+and with the cache written by the previous run.
 `--codecs` adds the measurements behind the codec and row-group choices, `--sections` this
 tree's CPU by step of the build on the largest partition (where the time goes).
 """
@@ -72,6 +75,7 @@ DAY = 86_400 * S
 T0 = 1_723_248_000 * S  # 2024-08-10 00:00 UTC: the real-like partitions' day
 INTERVAL = 100_000_000  # 100 ms grid: 1 s..60 s windows are 10..600 rows
 HORIZONS = [h * S for h in (1, 5, 10, 30, 60)]
+WARM_UP_ROWS = 2_000  # the partition a build child runs before its clock starts
 FEE_BPS = 10.0
 TICK = 0.01
 DEFAULT_BASELINE = "c6506aa"  # main before issue 17's features changes
@@ -341,15 +345,20 @@ def check_against_pandas(reference, built) -> int:
 
 # ---------------------------------------------------------------- runs in fresh processes
 
-# argv: tree, job (build | pandas), data root, settings (JSON). The numba kernel is loaded
-# (compiled into NUMBA_CACHE_DIR if that is empty) before the clock starts.
+# argv: tree, job (build | pandas), data root, settings (JSON), warm-up root. Before the
+# clock starts, a build of the small warm-up partition loads every numba kernel with the
+# argument types the build gives it (compiled into NUMBA_CACHE_DIR if that is empty): an
+# empty partition alone loaded this tree's level walk for Arrow's read-only arrays only,
+# and its page reader's writable buffers then loaded another inside the clock (0.3-0.5 s).
 CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-job, root, settings = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+job, root, settings, warm = sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
 from features.build import build_features
 from features.definitions import FEATURE_SETS, prepare_book
 prepare_book([], FEATURE_SETS["default"])
+if job == "build":
+    build_features(warm, "default", settings["horizons"], fee_bps=settings["fee_bps"])
 start_wall, start_cpu = time.perf_counter(), time.process_time()
 if job == "build":
     build_features(root, "default", settings["horizons"], fee_bps=settings["fee_bps"])
@@ -411,7 +420,9 @@ def scratch_root(inputs: Path, parent: Path) -> Path:
 
 
 def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Path,
-            caches: dict[str, Path]) -> None:
+            caches: dict[str, Path], warm: Path) -> None:
+    """Every job on `inputs` in fresh processes, interleaved; `warm` is the warm-up
+    partition each build child runs before its clock (CHILD)."""
     import polars as pl
 
     own = Path(tempfile.mkdtemp(dir=tmp))
@@ -427,8 +438,9 @@ def compare(case: str, inputs: Path, rows: int, base: Path, rounds: int, tmp: Pa
         for name in names[r % len(names):] + names[:r % len(names)]:
             tree, job, source = jobs[name]
             root = scratch_root(source, tmp)
-            results[name].append(json.loads(run_in(tree, CHILD, job, str(root), SETTINGS,
-                                                   cache=caches[name])))
+            results[name].append(json.loads(run_in(
+                tree, CHILD, job, str(root), SETTINGS, str(scratch_root(warm, tmp)),
+                cache=caches[name])))
     this = results["this tree"]
     for name in jobs:
         runs = results[name]
@@ -476,11 +488,7 @@ def codecs(inputs: Path, tmp: Path) -> None:
     features files: write and read time per codec (the choices in writers/build)."""
     import polars as pl
 
-    from collector.writers import (
-        PARQUET_COMPRESSION,
-        PARQUET_COMPRESSION_LEVEL,
-        snapshot_row_group_rows,
-    )
+    from collector.writers import SNAPSHOT_COMPRESSION, snapshot_row_group_rows
     from features.definitions import SNAPSHOT_COLUMNS
     from features.level_pages import (
         ChunkBuffers,
@@ -522,14 +530,19 @@ def codecs(inputs: Path, tmp: Path) -> None:
             middle, middle + dt.timedelta(minutes=5))).collect()
 
     rows = snapshot_row_group_rows(100)
+    snapshot_codec, snapshot_level = SNAPSHOT_COMPRESSION
     for label, options in (
-            (f"the collector's ({PARQUET_COMPRESSION} {PARQUET_COMPRESSION_LEVEL})",
-             {"compression": PARQUET_COMPRESSION, "compression_level": PARQUET_COMPRESSION_LEVEL}),
-            ("lz4 HC 3", {"compression": "lz4", "compression_level": 3}),
+            (f"the collector's ({snapshot_codec} {snapshot_level})",
+             {"compression": snapshot_codec, "compression_level": snapshot_level}),
+            ("zstd 1 (the collector's before)", {}),
+            ("lz4 HC 3, one row group", {"compression": "lz4_raw", "compression_level": 3,
+                                         "row_group_size": None}),
             ("zstd 1, one row group", {"row_group_size": None}),
             ("zstd 3", {"compression_level": 3}),
             ("zstd -5", {"compression_level": -5}),
-            ("lz4 (fast)", {"compression": "lz4", "compression_level": None}),
+            ("lz4 (fast)", {"compression": "lz4_raw", "compression_level": None}),
+            ("lz4 HC 3, data pages v2", {"compression": "lz4_raw", "compression_level": 3,
+                                         "data_page_version": "2.0"}),
             ("snappy", {"compression": "snappy", "compression_level": None}),
             ("zstd 1, data pages v2", {"data_page_version": "2.0"}),
             ("zstd 1, dictionary", {"use_dictionary": True}),
@@ -658,12 +671,16 @@ def main() -> None:
         print(f"features bench: default set, 5 horizons, {INTERVAL // 1_000_000} ms grid; "
               f"baseline {args.baseline_dir or args.baseline}; python {sys.version.split()[0]}")
         rows = sum(pq.read_metadata(f).num_rows for f in (real / "snapshots").rglob("*.parquet"))
-        compare("real captures replayed (3 partitions)", real, rows, base, args.rounds, tmp, caches)
+        # this tree's files, which every tree reads: the warm-up loads kernels, nothing else
+        warm = tmp / "warm-up"
+        write_real_like(real, warm, WARM_UP_ROWS)
+        compare("real captures replayed (3 partitions)", real, rows, base, args.rounds, tmp,
+                caches, warm)
         inputs = {}
         for n in sizes:
             inputs[n] = tmp / f"real-like-{n}"
             write_real_like(real, inputs[n], n)
-            compare("real-like partition", inputs[n], n, base, args.rounds, tmp, caches)
+            compare("real-like partition", inputs[n], n, base, args.rounds, tmp, caches, warm)
         if sizes:
             cold_start(inputs[sizes[0]], base, tmp)
             if args.sections:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bookcast.paths import partition_dir
-from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA, TS, file_metadata
+from bookcast.schema import LEVEL_COLUMNS, SNAPSHOT_SCHEMA, TRADE_SCHEMA, TS, file_metadata
 from bookcast.timeutil import NS_PER_UNIT, utc_date
 from collector.book import UNIT, BookLevels
 
@@ -44,30 +44,41 @@ def snapshot_row_group_rows(levels_per_row: float) -> int:
     return max(64, int(ROW_GROUP_LEVELS / max(1.0, levels_per_row)))
 
 
-# How every snapshot and trade file is encoded: zstd level 1 (measured 2026-12-01 with
-# `bench/features.py --codecs` and `bench/collector_replay.py --codecs`). LZ4 HC at level 3
-# is as small on depth-100 books (236 against 235 B a row) and decodes 15-23 % faster (over
-# half of a feature build is this decode), but made the replay at depth 100 8-30 % slower in
-# CPU, against the replay's own target; plain LZ4 decodes as fast but is 46 % larger at
-# depth 100 and four times larger at full depth; zstd's faster levels decode no faster.
-PARQUET_COMPRESSION = "zstd"
-PARQUET_COMPRESSION_LEVEL = 1
+# How the files are encoded, by what they hold (measured 2026-12-01 with `bench/features.py
+# --codecs` and `bench/collector_replay.py --codecs`):
+# - snapshot files, whose level lists are most of what a feature build reads: LZ4 raw blocks
+#   at HC level 3. As small as zstd 1 on depth-100 books (236 against 235 B a row) and 10%
+#   smaller at full depth, and `features.level_pages` decodes them in about half zstd's
+#   time. Encoding costs more CPU a row, which the replay absorbed at depth 100 and which
+#   the live collector's few rows a second never notice. Plain LZ4 decodes as fast but is
+#   46% larger at depth 100 and four times larger at full depth; zstd's faster or slower
+#   levels decode no faster.
+# - every other file (trades): zstd 1. LZ4 HC on the trades too made the replay slower.
+SNAPSHOT_COMPRESSION: tuple[str, int | None] = ("lz4_raw", 3)
+RECORD_COMPRESSION: tuple[str, int | None] = ("zstd", 1)
+
+
+def parquet_compression(schema: pa.Schema) -> tuple[str, int | None]:
+    """(codec, level) for a file of this schema: `SNAPSHOT_COMPRESSION` for snapshots (the
+    level lists), `RECORD_COMPRESSION` for the rest."""
+    lists = any(name in schema.names for name in LEVEL_COLUMNS)
+    return SNAPSHOT_COMPRESSION if lists else RECORD_COMPRESSION
 
 
 def write_table_atomic(table: pa.Table, path: Path, row_group_rows: int | None = None) -> None:
     """Write a Parquet file under a temporary name, fsync it, then rename it into place.
 
-    No dictionaries: level values hardly repeat within a page, and dictionaries made files
-    larger and writes slower. On any failure the temporary file is removed and the error
+    Encoded as `parquet_compression` says for its schema. No dictionaries: level values
+    hardly repeat within a page, and dictionaries made files larger and writes slower. On any failure the temporary file is removed and the error
     raised as it came, so a retry starts clean and never finds debris.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    codec, level = parquet_compression(table.schema)
     try:
         with tmp.open("wb") as fh:
-            pq.write_table(table, fh, compression=PARQUET_COMPRESSION,
-                           compression_level=PARQUET_COMPRESSION_LEVEL, use_dictionary=False,
-                           row_group_size=row_group_rows)
+            pq.write_table(table, fh, compression=codec, compression_level=level,
+                           use_dictionary=False, row_group_size=row_group_rows)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

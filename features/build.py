@@ -41,6 +41,7 @@ from features.level_pages import DecodedRowGroup
 from features.microprice import MicropriceTable, fit_microprice, microprice_expr
 from features.partitions import (
     Partition,
+    SnapshotBooks,
     read_snapshot_batches,
     read_snapshot_books,
     scan_snapshots,
@@ -57,10 +58,10 @@ DEFAULT_MICROPRICE_TRAIN_FRACTION = 0.6
 def _book(snapshots: pl.LazyFrame | Iterable[pa.RecordBatch | DecodedRowGroup],
           config: FeatureConfig) -> pl.DataFrame:
     if isinstance(snapshots, pl.LazyFrame):
-        batches = snapshots.select(SNAPSHOT_COLUMNS).collect().to_arrow().to_batches()
-    else:
-        batches = snapshots
-    return prepare_book(batches, config)
+        table = snapshots.select(SNAPSHOT_COLUMNS).collect().to_arrow()
+        return prepare_book(table.to_batches(), config, table.num_rows)
+    rows = snapshots.num_rows if isinstance(snapshots, SnapshotBooks) else 0
+    return prepare_book(snapshots, config, rows)
 
 
 def feature_frame(

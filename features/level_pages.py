@@ -4,17 +4,19 @@ Decoding the four 100-level `list<float64>` columns is most of a feature build, 
 pyarrow spends about half of it assembling Arrow lists: definition levels into validity
 bitmaps, repetition levels into offsets, then a copy of every value. A feature build
 needs none of that: only each row's first value index and the values themselves. This
-reader takes the pages of one row group's column chunk, decompresses them with Arrow's
-codecs, decodes the repetition and definition levels (RLE / bit-packed hybrid) with
-Numba, and copies the PLAIN-encoded doubles into a buffer that is reused for the next
-row group: 2.4 times less CPU than pyarrow's reader on the collector's files, one
-thread each (0.26 against 0.62 s for 200,000 rows of 100 levels; bench/features.py
---codecs).
+reader takes the pages of one row group's column chunk, decompresses them (Arrow's
+codecs; python-lz4 for LZ4 raw blocks, the collector's), decodes the repetition and
+definition levels (RLE / bit-packed hybrid) with Numba, and copies the PLAIN-encoded
+doubles into a buffer that is reused for the next row group: 2.4 times less CPU than
+pyarrow's reader on zstd files, one thread each (0.26 against 0.62 s for 200,000 rows of
+100 levels; bench/features.py --codecs), and about half that again on the collector's
+LZ4 files.
 
 It reads the layout the collector writes and the common variants of it (any of
 Arrow's codecs but Hadoop LZ4, data pages v1 and v2, nullable or required lists and
 elements, null and empty lists). Anything else (dictionary or BYTE_STREAM_SPLIT
-pages, null elements, a value count that disagrees with the footer) raises
+pages, null elements, a value count that disagrees with the footer, values that do not
+fill their page exactly, an LZ4 block shorter than its page) raises
 `UnsupportedPagesError`, and the caller reads that row group with pyarrow instead, so every
 file pyarrow reads is still read, and with the same values.
 
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import lz4.block
 import numba
 import numpy as np
 import pyarrow as pa
@@ -54,8 +57,16 @@ class UnsupportedPagesError(Exception):
 # parquet-format's enums
 _DATA_PAGE, _DATA_PAGE_V2 = 0, 3
 _PLAIN, _RLE = 0, 3
+# pyarrow names a chunk's codec after Arrow's: "LZ4" is Parquet's LZ4_RAW (raw blocks, the
+# snapshot writer's), while Hadoop-framed LZ4 is Arrow's LZ4_HADOOP, a name pyarrow does not
+# print ("UNKNOWN"), so it is never taken here. Were a Hadoop frame handed to the raw block
+# decoder anyway, it would fail: its first bytes (a big-endian length under 16 MB) read as a
+# match before any output, which LZ4 refuses. Raw blocks are decoded by python-lz4, which
+# says how many bytes a block gave: Arrow's decoder pads a block that gives fewer than the
+# page header claims (LZ4 carries no checksum) with whatever the memory held.
+_LZ4_RAW = "lz4_raw"
 _CODECS = {"UNCOMPRESSED": None, "SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli",
-           "ZSTD": "zstd", "LZ4_RAW": "lz4_raw"}
+           "ZSTD": "zstd", "LZ4": _LZ4_RAW}
 
 
 class ColumnLayout(NamedTuple):
@@ -118,7 +129,8 @@ def read_level_list(path: Path, file: pq.ParquetFile, row_group: int, layout: Co
     rows = file.metadata.row_group(row_group).num_rows
     if chunk.compression not in _CODECS or chunk.has_dictionary_page:
         raise UnsupportedPagesError(f"codec {chunk.compression} or a dictionary")
-    codec = _CODECS[chunk.compression] and pa.Codec(_CODECS[chunk.compression])
+    name = _CODECS[chunk.compression]
+    codec = name if name in (None, _LZ4_RAW) else pa.Codec(name)
     size = chunk.total_compressed_size
     if len(buffers.raw) < size:
         buffers.raw = bytearray(size)
@@ -141,13 +153,17 @@ def read_level_list(path: Path, file: pq.ParquetFile, row_group: int, layout: Co
             row, page_values = _page_rows_and_values(page, layout, buffers, offsets, null_rows,
                                                      row, rows, n_values)
             end = page.values_at + 8 * page_values
-            if end > page.bytes.size:
-                raise UnsupportedPagesError("fewer values than levels")
+            if end != page.bytes.size:
+                # PLAIN doubles fill the page exactly: a header that claims more bytes than
+                # the page holds would otherwise have its last values made up (Arrow's
+                # decoders pad their output up to the claimed size).
+                raise UnsupportedPagesError("the values do not fill their page")
             values.view(np.uint8)[8 * n_values:8 * (n_values + page_values)] = \
                 page.bytes[page.values_at:end]
             n_values += page_values
             seen += page.count
-    except (IndexError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
+    except (IndexError, TypeError, ValueError, OSError, pa.ArrowException,
+            lz4.block.LZ4BlockError) as exc:
         raise UnsupportedPagesError(f"damaged pages ({exc})") from None
     if row != rows:
         raise UnsupportedPagesError("row count disagrees with the footer")
@@ -167,7 +183,7 @@ class _DataPage(NamedTuple):
     values_at: int
 
 
-def _data_page(header: dict, raw: memoryview, pos: int, codec: pa.Codec | None,
+def _data_page(header: dict, raw: memoryview, pos: int, codec: pa.Codec | str | None,
                chunk_bytes: int) -> tuple[_DataPage, int]:
     """The page whose header was read up to `pos`, and where the next one starts."""
     kind, body_size, page_bytes = header.get(1), header.get(3, -1), header.get(2, -1)
@@ -231,9 +247,14 @@ def _page_rows_and_values(page: _DataPage, layout: ColumnLayout, buffers: ChunkB
     return row, total - n_values
 
 
-def _decompress(codec: pa.Codec | None, body: memoryview, size: int) -> np.ndarray:
+def _decompress(codec: pa.Codec | str | None, body: memoryview, size: int) -> np.ndarray:
     if codec is None:
         return np.frombuffer(body, np.uint8)
+    if codec == _LZ4_RAW:
+        data = lz4.block.decompress(body, uncompressed_size=size)
+        if len(data) != size:
+            raise UnsupportedPagesError("an LZ4 block shorter than its page")
+        return np.frombuffer(data, np.uint8)
     return np.frombuffer(codec.decompress(body, size), np.uint8)
 
 

@@ -140,9 +140,23 @@ def _arrow_batches(path: Path, columns: Sequence[str], batch_rows: int,
 MAX_DECODED_LEVELS = 1 << 22
 
 
-def read_snapshot_books(
-    partition: Partition, columns: Sequence[str]
-) -> Iterator[DecodedRowGroup | pa.RecordBatch]:
+class SnapshotBooks:
+    """A partition's snapshots for a feature build (`read_snapshot_books`): iterating gives
+    the row groups, `num_rows` their count from the footers, before any is decoded (the
+    walk then writes its columns in place, `features.definitions.BookColumns`)."""
+
+    def __init__(self, partition: Partition, columns: Sequence[str]) -> None:
+        self.partition, self.columns = partition, tuple(columns)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(_parquet_file(path).metadata.num_rows for path in self.partition.files)
+
+    def __iter__(self) -> Iterator[DecodedRowGroup | pa.RecordBatch]:
+        return _snapshot_books(self.partition, self.columns)
+
+
+def read_snapshot_books(partition: Partition, columns: Sequence[str]) -> SnapshotBooks:
     """The partition's snapshots for a feature build, a row group at a time, the level
     lists decoded by `features.level_pages` (2.4 times less CPU than pyarrow's lists).
 
@@ -153,6 +167,11 @@ def read_snapshot_books(
     values (asked for its lists after that, a batch refuses them). A file or a row group
     that reader does not take comes from pyarrow, in the same values.
     """
+    return SnapshotBooks(partition, columns)
+
+
+def _snapshot_books(partition: Partition, columns: Sequence[str]
+                    ) -> Iterator[DecodedRowGroup | pa.RecordBatch]:
     lists = [c for c in columns if c in LEVEL_COLUMNS]
     plain = [c for c in columns if c not in LEVEL_COLUMNS]
     with ThreadPoolExecutor(2, thread_name_prefix="decode") as pool:

@@ -195,19 +195,20 @@ class DiskWriter:
 
 
 def warm_up_writers() -> None:
-    """Import and exercise Parquet encoding, its codec and zstd now, before the sockets open,
+    """Import and exercise Parquet encoding, its codecs and zstd now, before the sockets open,
     so the first flush does not pay for it (a second of imports would stall the disk writer)."""
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bookcast.schema import SNAPSHOT_SCHEMA
+    from bookcast.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA
     from collector.capture import compress_capture
-    from collector.writers import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
+    from collector.writers import parquet_compression
 
-    # from_batches: from_pylist and Schema.empty_table import pandas (a second, and 60 MB)
-    pq.write_table(pa.Table.from_batches([], schema=SNAPSHOT_SCHEMA), io.BytesIO(),
-                   compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL,
-                   use_dictionary=False)
+    for schema in (SNAPSHOT_SCHEMA, TRADE_SCHEMA):  # each dataset's codec
+        codec, level = parquet_compression(schema)
+        # from_batches: from_pylist and Schema.empty_table import pandas (a second, 60 MB)
+        pq.write_table(pa.Table.from_batches([], schema=schema), io.BytesIO(),
+                       compression=codec, compression_level=level, use_dictionary=False)
     compress_capture(b"{}\n", ".zst")

@@ -197,3 +197,14 @@ def test_streamed_batches_and_a_lazy_frame_give_the_same_features(books):
     from_lazy = partition_features(books.book_frame(rows), **kwargs).collect()
     from_batches = partition_features(table.to_batches(max_chunksize=4), **kwargs).collect()
     assert from_lazy.equals(from_batches)
+
+
+@pytest.mark.parametrize("rows_hint", [0, 1, 23, 60, 200])
+def test_the_book_is_the_same_whatever_row_count_it_was_told(rows_hint):
+    """Told the partition's row count, the walk writes each batch in place; told too few
+    (or none) it grows, told too many it keeps only what it walked."""
+    table = ragged_table(4)
+    batches = table.select(list(SNAPSHOT_SCHEMA.names)).to_batches(max_chunksize=7)
+    exact = prepare_book(batches, CONFIG, rows=table.num_rows)
+    assert exact.height == table.num_rows
+    assert prepare_book(batches, CONFIG, rows=rows_hint).equals(exact)

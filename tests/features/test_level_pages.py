@@ -127,7 +127,10 @@ def ragged_table(rows: int = 3000, seed: int = 1, *, nullable: bool = True,
 
 
 WRITER_LAYOUTS = {
-    "zstd (the collector's)": {"compression": "zstd", "compression_level": 1},
+    "lz4 HC 3 (the collector's snapshots)": {"compression": "lz4_raw", "compression_level": 3},
+    "lz4": {"compression": "lz4"},
+    "v2 lz4": {"compression": "lz4", "data_page_version": "2.0"},
+    "zstd 1 (the collector's trades)": {"compression": "zstd", "compression_level": 1},
     "uncompressed": {"compression": "none"},
     "snappy": {"compression": "snappy"},
     "gzip": {"compression": "gzip"},
@@ -169,8 +172,7 @@ LEFT_TO_PYARROW = {
     "dictionary pages": {"use_dictionary": True},
     "byte stream split": {"use_dictionary": False, "column_encoding": {
         f"{c}.list.element": "BYTE_STREAM_SPLIT" for c in LEVEL_COLUMNS}},
-    # pyarrow cannot say whether a file's LZ4 is Hadoop's framing or raw blocks
-    "lz4": {"use_dictionary": False, "compression": "lz4"},
+    "Hadoop LZ4": {"use_dictionary": False, "compression": "lz4"},  # its footer relabelled
     "null elements": {"use_dictionary": False},
 }
 
@@ -185,6 +187,8 @@ def test_layouts_left_to_pyarrow_come_back_the_same(tmp_path, layout):
                                  pa.array(bids, table.schema.field("bid_sz").type))
     root = partition_of(tmp_path, table, **LEFT_TO_PYARROW[layout])
     (partition,) = snapshot_partitions(root)
+    if layout == "Hadoop LZ4":
+        as_hadoop_lz4(partition.files[0])
     batches = list_each(read_snapshot_books(partition, SNAPSHOT_COLUMNS), partition.files[0])
     reference = pq.read_table(partition.files[0])
     assert sum(n for n, _ in batches) == reference.num_rows
@@ -193,6 +197,25 @@ def test_layouts_left_to_pyarrow_come_back_the_same(tmp_path, layout):
     decoded = [was_decoded for _, was_decoded in batches]
     assert decoded == ([False, True, True, True, True] if layout == "null elements"
                        else [False] * 5)
+
+
+def as_hadoop_lz4(path: Path) -> None:
+    """Relabel a file's LZ4_RAW column chunks as Parquet's older LZ4 (Hadoop's framing),
+    which pyarrow no longer writes: the codec field of each chunk's metadata (Thrift
+    compact: a field-delta-1 i32 holding zigzag 7) becomes 5. pyarrow still reads the raw
+    blocks behind it (its Hadoop decoder falls back to them) and names the codec UNKNOWN."""
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = bytes(data[-8 - length:-8])
+    chunks = pq.ParquetFile(path).metadata
+    expected = chunks.num_row_groups * chunks.num_columns
+    assert footer.count(b"\x15\x0e") == expected  # one codec field a column chunk, no other
+    data[-8 - length:-8] = footer.replace(b"\x15\x0e", b"\x15\x0a")
+    path.write_bytes(bytes(data))
+    file = pq.ParquetFile(path)
+    assert {file.metadata.row_group(g).column(c).compression
+            for g in range(file.metadata.num_row_groups)
+            for c in range(file.metadata.num_columns)} == {"UNKNOWN"}
 
 
 def list_each(batches, path: Path) -> list[tuple[int, bool]]:
@@ -220,7 +243,9 @@ def test_a_streamed_row_group_refuses_its_lists_once_the_next_is_asked_for(tmp_p
                         compression="zstd")
     (partition,) = snapshot_partitions(root)
     reference = pq.read_table(partition.files[0]).column("bid_sz")
-    stream = read_snapshot_books(partition, SNAPSHOT_COLUMNS)
+    books = read_snapshot_books(partition, SNAPSHOT_COLUMNS)
+    assert books.num_rows == 5000  # from the footers, before any row group is decoded
+    stream = iter(books)
     first = next(stream)
     assert isinstance(first, DecodedRowGroup)
     assert_same_levels(first.column("bid_sz"), reference.slice(0, 700), 0.0)
@@ -277,7 +302,8 @@ def test_build_from_pages_equals_build_from_pyarrow(tmp_path, binance_btc, monke
         assert pl.read_parquet(ours).equals(pl.read_parquet(theirs))
 
 
-@pytest.mark.parametrize("layout", ["zstd (the collector's)", "uncompressed", "v2 uncompressed"])
+@pytest.mark.parametrize("layout", ["lz4 HC 3 (the collector's snapshots)", "zstd 1 (the collector's trades)",
+                                    "uncompressed", "v2 uncompressed"])
 def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, layout):
     """Bytes overwritten at random in page headers, levels and values (200 times): the
     page reader refuses the page (its row group then comes from pyarrow) or gives exactly
@@ -320,3 +346,45 @@ def test_corrupted_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path, lay
                 assert_same_levels(ours, theirs, np.nan)
                 outcomes["equal"] += 1
     assert outcomes["refused"] > 50 and outcomes["equal"] > 500
+
+
+@pytest.mark.parametrize("layout", ["lz4 HC 3 (the collector's snapshots)",
+                                    "zstd 1 (the collector's trades)", "snappy", "gzip",
+                                    "brotli"])
+def test_a_page_header_claiming_more_bytes_than_its_page_holds_is_refused(tmp_path, layout):
+    """Arrow's decoders (snappy, gzip, brotli; LZ4 too, which python-lz4 decodes instead)
+    pad a page up to the size its header claims with whatever the memory held, so the
+    values must fill the page exactly: a header that claims 8 bytes more is refused (and
+    pyarrow refuses it too), never read with a made-up last value. Each codec here fails
+    without that check."""
+    path = tmp_path / "part.parquet"
+    pq.write_table(ragged_table(rows=300, seed=7, nullable=False, holes=False), path,
+                   use_dictionary=False, row_group_size=300, **WRITER_LAYOUTS[layout])
+    file = pq.ParquetFile(path)
+    layout_of = column_layouts(file, LEVEL_COLUMNS)["ask_px"]
+    chunk = file.metadata.row_group(0).column(layout_of.index)
+    data = bytearray(path.read_bytes())
+    at = chunk.data_page_offset
+    # PageHeader: field 1 (i32 type) = DATA_PAGE, then field 2 (i32 uncompressed size)
+    assert data[at:at + 3] == b"\x15\x00\x15"
+    size, end, shift = 0, at + 3, 0
+    while True:
+        size |= (data[end] & 0x7F) << shift
+        shift += 7
+        end += 1
+        if not data[end - 1] & 0x80:
+            break
+    claimed = size // 2 + 8  # zigzag
+    varint, value = bytearray(), claimed * 2
+    while value >= 0x80:
+        varint.append(value & 0x7F | 0x80)
+        value >>= 7
+    varint.append(value)
+    assert len(varint) == end - at - 3  # the header keeps its length
+    data[at + 3:end] = varint
+    path.write_bytes(bytes(data))
+    file = pq.ParquetFile(path)
+    with pytest.raises(UnsupportedPagesError):
+        read_level_list(path, file, 0, layout_of, ChunkBuffers())
+    with pytest.raises(Exception):  # pyarrow's type for it varies  # noqa: B017
+        file.read_row_group(0, columns=["ask_px"])
