@@ -45,15 +45,18 @@ def snapshot_row_group_rows(levels_per_row: float) -> int:
 
 
 # How the files are encoded, by what they hold (measured 2026-12-01 with `bench/features.py
-# --codecs` and `bench/collector_replay.py --codecs`):
+# --codecs` and `bench/collector_replay.py --codecs`, figures in docs/benchmarks.md):
 # - snapshot files, whose level lists are most of what a feature build reads: LZ4 raw blocks
 #   at HC level 3. As small as zstd 1 on depth-100 books (236 against 235 B a row) and 10%
-#   smaller at full depth, and `features.level_pages` decodes them in about half zstd's
-#   time. Encoding costs more CPU a row, which the replay absorbed at depth 100 and which
-#   the live collector's few rows a second never notice. Plain LZ4 decodes as fast but is
-#   46% larger at depth 100 and four times larger at full depth; zstd's faster or slower
-#   levels decode no faster.
-# - every other file (trades): zstd 1. LZ4 HC on the trades too made the replay slower.
+#   smaller at full depth, and `features.level_pages` decodes them in 0.18 s against zstd's
+#   0.31 s (200,000 rows, one thread). Encoding costs about twice zstd's CPU a row, which
+#   the replay did not show at depth 100 (0.96x of zstd's CPU, paired medians of 5) and
+#   showed as 1.04-1.06x at full depth; the live collector's few rows a second never notice
+#   it. Plain LZ4 decodes as fast but is 46% larger at depth 100 and four times larger at
+#   full depth; zstd's other levels decode no faster.
+# - every other file (trades): zstd 1. A feature build spends 0.05 s reading them, and LZ4 HC
+#   on them too cost the replay more CPU in most runs (1.08-1.30x at depth 100 in earlier
+#   runs, 0.94-1.19x in these, 1.10-1.11x at full depth).
 SNAPSHOT_COMPRESSION: tuple[str, int | None] = ("lz4_raw", 3)
 RECORD_COMPRESSION: tuple[str, int | None] = ("zstd", 1)
 
