@@ -72,8 +72,9 @@ def write_table_atomic(table: pa.Table, path: Path, row_group_rows: int | None =
     """Write a Parquet file under a temporary name, fsync it, then rename it into place.
 
     Encoded as `parquet_compression` says for its schema. No dictionaries: level values
-    hardly repeat within a page, and dictionaries made files larger and writes slower. On any failure the temporary file is removed and the error
-    raised as it came, so a retry starts clean and never finds debris.
+    hardly repeat within a page, and dictionaries made files larger and writes slower. On
+    any failure the temporary file is removed and the error raised as it came, so a retry
+    starts clean and never finds debris.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
